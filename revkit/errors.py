@@ -1,0 +1,67 @@
+"""Error types a user can act on.
+
+Every error revkit raises for bad input derives from :class:`RevkitError`. The CLI prints
+``str(error)`` as one line (no traceback) and exits with code 2. Messages say *where*
+(a TOML path such as ``model.layers[3].hidden``, a file, a layer index), *what was wrong*
+and *what is allowed*.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RevkitError(Exception):
+    """Base class of every user-facing revkit error."""
+
+
+class SpecError(RevkitError):
+    """A spec (TOML file, ``--set`` override or parameter dict) is invalid.
+
+    Args:
+        path: where in the spec, in TOML notation (``model.layers[3].hidden``); may be empty
+            for an error about the whole file.
+        message: what was wrong and what is allowed.
+        source: the file the spec came from, if any.
+    """
+
+    def __init__(self, path: str, message: str, source: str | None = None):
+        self.path = path
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        where += f"{path}: " if path else ""
+        super().__init__(f"{where}{message}")
+
+
+class ShapeError(RevkitError):
+    """A block cannot accept the per-sample shape it is given (found at build time)."""
+
+
+class PluginError(RevkitError):
+    """A plugin could not be loaded, or two sources registered the same name."""
+
+
+class DataError(RevkitError):
+    """A data set is missing, unreadable or not what the spec says."""
+
+
+class CheckpointError(RevkitError):
+    """A checkpoint is missing, truncated or belongs to another spec."""
+
+
+class ConvergenceError(RevkitError):
+    """An iterative inverse did not reach its tolerance within its iteration limit."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def allowed(choices: Iterable[str]) -> str:
+    """Format a list of allowed names for an error message."""
+    names = sorted(choices)
+    return ", ".join(f"'{n}'" for n in names) if names else "(none registered)"

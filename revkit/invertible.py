@@ -1,0 +1,110 @@
+r"""The invertible-module contract every block, and the :class:`~revkit.Flow` itself, follows.
+
+A block is a bijection :math:`f` between per-sample tensors of shape ``input_shape`` and
+``output_shape(input_shape)`` (the same number of elements). The direction *forward* is data
+→ latent.
+
+* ``forward(x, context=None) -> (y, logdet)`` with ``y = f(x)`` and
+  ``logdet = log|det ∂f(x)/∂x|`` per sample, summed over all dimensions: shape ``[batch]``.
+* ``inverse(y, context=None) -> (x, logdet)`` with ``x = f⁻¹(y)`` and
+  ``logdet = log|det ∂f⁻¹(y)/∂y|``, so that forward then inverse sums to ≈ 0.
+* ``output_shape(input_shape)`` maps per-sample shapes (no batch dimension) and raises
+  :class:`~revkit.errors.ShapeError` for a shape the block cannot take. Blocks check the shape in
+  ``__init__`` too, so a wrong architecture fails when it is built, not inside training.
+
+``context`` carries conditioning, a float tensor ``[batch, context_size]`` (for class labels, the
+one-hot code). Blocks that ignore it still accept it.
+
+Registered blocks take ``input_shape`` as their first constructor argument and their parameters as
+keywords; the class attribute ``Params`` is the pydantic model that validates those keywords from a
+spec. Blocks that use ``context`` set ``conditional = True`` and accept ``context_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+Shape = tuple[int, ...]
+
+
+class BlockParams(BaseModel):
+    """Base of every block's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoParams(BlockParams):
+    """Parameter model of a block that takes no parameters."""
+
+
+class Invertible(nn.Module):
+    """Base class of invertible modules. See the module docstring for the contract."""
+
+    #: pydantic model that validates this block's keyword parameters from a spec.
+    Params: ClassVar[type[BlockParams]] = NoParams
+    #: ``logdet`` is exact (False for stochastic estimators, which must offer an exact mode).
+    exact_logdet: ClassVar[bool] = True
+    #: ``inverse`` is closed-form (False for fixed-point inverses with a tolerance).
+    analytic_inverse: ClassVar[bool] = True
+    #: ``logdet`` is identically zero.
+    volume_preserving: ClassVar[bool] = False
+    #: the block uses ``context`` and its constructor accepts ``context_size``.
+    conditional: ClassVar[bool] = False
+    #: per-sample ranks the block accepts: 1 for vectors ``(D,)``, 3 for images ``(C, H, W)``.
+    supported_ranks: ClassVar[tuple[int, ...]] = (1, 3)
+    #: open interval of valid input values, or None for all reals (the logit block: (0, 1)).
+    input_domain: ClassVar[tuple[float, float] | None] = None
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape; the default is shape-preserving."""
+        return tuple(input_shape)
+
+    def describe(self) -> str:
+        """Compact name for ``revkit inspect``, e.g. ``AffineCoupling(64)``."""
+        return type(self).__name__
+
+    @staticmethod
+    def zero_logdet(x: Tensor) -> Tensor:
+        """A ``[batch]`` tensor of zeros matching ``x``'s batch size, dtype and device."""
+        return x.new_zeros(x.shape[0])
+
+
+def sum_except_batch(t: Tensor) -> Tensor:
+    """Sum over every dimension but the first: ``[B, ...] -> [B]``."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def numel(shape: Shape) -> int:
+    """Number of elements of a per-sample shape."""
+    return math.prod(shape)
+
+
+def check_rank(block: str, input_shape: Shape, ranks: tuple[int, ...]) -> None:
+    """Raise :class:`ShapeError` unless ``len(input_shape)`` is one of ``ranks``."""
+    from revkit.errors import ShapeError
+
+    if len(input_shape) not in ranks:
+        kinds = {1: "vectors (D,)", 2: "matrices (H, W)", 3: "images (C, H, W)"}
+        allowed = " or ".join(kinds.get(r, f"rank-{r} tensors") for r in ranks)
+        raise ShapeError(f"{block} takes {allowed}, got per-sample shape {tuple(input_shape)}")
+
+
+__all__ = [
+    "BlockParams",
+    "Invertible",
+    "NoParams",
+    "Shape",
+    "check_rank",
+    "numel",
+    "sum_except_batch",
+]

@@ -1,0 +1,53 @@
+"""The revkit hook specifications: one register-callback hook per kind of component.
+
+A plugin module implements any of these with ``@revkit.plugins.hookimpl`` and calls
+``register("name", Component)`` for each component it provides; it never builds return lists.
+Built-in components are registered through the very same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "revkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[str, Any], None]
+
+
+@hookspec
+def register_blocks(register: Register) -> None:
+    """Register invertible blocks: ``register("affine_coupling", AffineCoupling)``.
+
+    A block class subclasses :class:`revkit.Invertible`, takes ``input_shape`` first and its
+    parameters as keywords, and declares them as the pydantic model ``Params``.
+    """
+
+
+@hookspec
+def register_priors(register: Register) -> None:
+    """Register priors: ``register("standard_normal", StandardNormal)`` (subclasses of :class:`revkit.Prior`)."""
+
+
+@hookspec
+def register_objectives(register: Register) -> None:
+    """Register objectives: ``register("max_likelihood", MaxLikelihood)`` (subclasses of :class:`revkit.Objective`)."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register data sets: ``register("mnist", Mnist)`` (subclasses of :class:`revkit.data.DataSource`)."""
+
+
+@hookspec
+def register_block_hints(register: Register) -> None:
+    """Register hints for blocks that *other* distributions provide.
+
+    ``register("rq_spline_coupling", "revkit-splines")`` lets ``revkit validate`` tell a user which
+    distribution to install when a spec names a block that is not installed.
+    """

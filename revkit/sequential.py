@@ -1,0 +1,63 @@
+"""A chain of invertible blocks, itself invertible."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from torch import Tensor, nn
+
+from revkit.invertible import Invertible, Shape
+
+
+class Sequential(Invertible):
+    r"""Composition :math:`f = f_n ∘ … ∘ f_1`; log-dets add.
+
+    ``forward`` applies the blocks in order (data → latent) and returns
+    ``(f(x), Σ_i log|det J_{f_i}|)``; ``inverse`` applies their inverses in reverse order.
+
+    Args:
+        layers: the blocks, each taking the previous block's output shape.
+        input_shape: per-sample input shape of the first block (checked against the chain).
+    """
+
+    def __init__(self, layers: Iterable[Invertible], input_shape: Shape):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(input_shape)
+        self._shapes = [self.input_shape]
+        for layer in self.layers:
+            self._shapes.append(tuple(layer.output_shape(self._shapes[-1])))
+
+    @property
+    def shapes(self) -> list[Shape]:
+        """Per-sample shapes before the first block and after each block."""
+        return list(self._shapes)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = tuple(layer.output_shape(shape))
+        return shape
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = self.zero_logdet(x)
+        for layer in self.layers:
+            x, ld = layer(x, context)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = self.zero_logdet(y)
+        for layer in reversed(self.layers):
+            y, ld = layer.inverse(y, context)
+            logdet = logdet + ld
+        return y, logdet
+
+    def __iter__(self) -> Iterator[Invertible]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Invertible:
+        return self.layers[i]
