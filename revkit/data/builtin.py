@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from revkit.data.celeba import CelebA
+from revkit.data.image_folder import ImageFolder
+from revkit.data.toy2d import Toy2d
+from revkit.data.torchvision_sources import Cifar10, FashionMnist, Mnist
 from revkit.plugins.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_datasets(register: Register) -> None:
-    pass
+    register("mnist", Mnist)
+    register("fashion_mnist", FashionMnist)
+    register("cifar10", Cifar10)
+    register("celeba", CelebA)
+    register("image_folder", ImageFolder)
+    register("toy2d", Toy2d)

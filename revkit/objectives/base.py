@@ -40,7 +40,7 @@ class Objective(nn.Module):
 
     Params: ClassVar[type[ObjectiveParams]] = ObjectiveParams
     #: name of the metric that summarises evaluation (lower is better), e.g. ``"bits_per_dim"``.
-    main_metric: ClassVar[str] = "loss"
+    main_metric: str = "loss"
 
     def setup(self, model: Flow, data: DataInfo) -> None:
         """Called once after the model is built, before training (shapes, data kind, …)."""

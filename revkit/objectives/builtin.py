@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from revkit.objectives.max_likelihood import MaxLikelihood
 from revkit.plugins.hookspecs import Register, hookimpl
 
 
 @hookimpl
 def register_objectives(register: Register) -> None:
-    pass
+    register("max_likelihood", MaxLikelihood)

@@ -1,0 +1,91 @@
+"""Data loaders from the ``[data]`` spec: padding, batch sizes, seeded shuffling."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from revkit.data.base import DataInfo, DataSource
+from revkit.errors import DataError
+
+
+def padded_info(info: DataInfo, pad: int) -> DataInfo:
+    """``info`` after zero-padding images by ``pad`` pixels on each side: ``(C, H, W)`` →
+    ``(C, H + 2·pad, W + 2·pad)``. ``pad = 0`` returns ``info`` unchanged."""
+    if pad < 0:
+        raise DataError(f"data.pad must be ≥ 0, got {pad}")
+    if pad == 0:
+        return info
+    if len(info.shape) != 3:
+        raise DataError(f"data.pad = {pad} pads images (C, H, W), but '{info.name}' gives per-sample "
+                        f"shape {tuple(info.shape)}; set data.pad = 0")
+    c, h, w = info.shape
+    return dataclasses.replace(info, shape=(c, h + 2 * pad, w + 2 * pad))
+
+
+class PaddedDataset(Dataset[tuple[Tensor, int]]):
+    """Wraps a dataset of images ``(C, H, W)`` and zero-pads each by ``pad`` pixels on every side."""
+
+    def __init__(self, dataset: Dataset[tuple[Tensor, int]], pad: int):
+        self.dataset = dataset
+        self.pad = int(pad)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def _pad(self, x: Tensor) -> Tensor:
+        return F.pad(x, (self.pad,) * 4)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        x, y = self.dataset[index]
+        return self._pad(x), y
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, int]]:
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
+        return [(self._pad(x), y) for x, y in items]
+
+
+def _field(spec: Any, name: str) -> Any:
+    try:
+        return getattr(spec, name)
+    except AttributeError:
+        raise DataError(f"the data spec has no field '{name}'") from None
+
+
+def make_loaders(
+    data_spec: Any, source: DataSource, seed: int = 0
+) -> tuple[DataLoader, DataLoader, DataInfo]:
+    """``(train_loader, test_loader, info)`` for a data source and the ``[data]`` spec.
+
+    Reads ``data_spec.batch_size``, ``test_batch_size``, ``num_workers`` and ``pad``. The train
+    loader shuffles with a generator seeded by ``seed`` and drops the last incomplete batch (so
+    every step sees ``batch_size`` samples); the test loader keeps the order and every sample.
+    Images are zero-padded by ``pad`` pixels on each side; ``info`` is the padded shape's.
+    """
+    batch_size = int(_field(data_spec, "batch_size"))
+    test_batch_size = int(_field(data_spec, "test_batch_size"))
+    num_workers, pad = int(_field(data_spec, "num_workers")), int(_field(data_spec, "pad"))
+    if batch_size < 1 or test_batch_size < 1:
+        raise DataError(f"data.batch_size and data.test_batch_size must be ≥ 1, got {batch_size} "
+                        f"and {test_batch_size}")
+    if num_workers < 0:
+        raise DataError(f"data.num_workers must be ≥ 0, got {num_workers}")
+    info = padded_info(source.info, pad)
+    train, test = source.dataset("train"), source.dataset("test")
+    if pad:
+        train, test = PaddedDataset(train, pad), PaddedDataset(test, pad)
+    n_train = len(train)  # type: ignore[arg-type]
+    if n_train < batch_size:
+        raise DataError(f"data.batch_size = {batch_size} is larger than the {n_train} training samples of "
+                        f"'{info.name}'; with the last incomplete batch dropped no batch would remain")
+    common: dict[str, Any] = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
+    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(seed), **common)
+    test_loader = DataLoader(test, batch_size=test_batch_size, shuffle=False, drop_last=False, **common)
+    return train_loader, test_loader, info

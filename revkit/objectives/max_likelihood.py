@@ -1,0 +1,132 @@
+r"""Maximum likelihood: minimise the negative log-likelihood, reported in bits per dimension.
+
+**Discrete data** (``DataInfo.levels = L``, e.g. 256 for 8-bit images; the data arrive as
+:math:`x = k/(L-1)`, :math:`k \in \{0, …, L-1\}`). Uniform dequantization maps each element to
+
+.. math:: u = \frac{k + U}{L}, \qquad U \sim \mathcal U[0, 1) \text{ per element},
+
+so :math:`u \in [0, 1)^D` and the flow is a density on the unit cube. Because the bin of
+:math:`k` has width :math:`1/L` in :math:`u`, the model's probability of :math:`k` is bounded below
+(Jensen) by the density :math:`p(u)` times the bin volume :math:`L^{-D}`, i.e. in bits per dimension
+
+.. math:: \text{bits/dim} = \frac{1}{\ln 2}\Big(\frac{-\log p(u)}{D} + \log L\Big),
+
+where :math:`D` is the number of data dimensions (``prod(DataInfo.shape)``). The :math:`\log L` term
+is the log-Jacobian of the scaling from :math:`u` to the integer grid :math:`k + U`. Any further
+pre-transform (the ``logit`` block, :math:`u \mapsto \operatorname{logit}(\alpha + (1-2\alpha)u)`)
+is a block of the flow, so its Jacobian is already inside ``flow.log_prob``.
+
+With ``dequantize = "none"`` the data :math:`x = k/(L-1)` are fed unchanged and bits/dim is
+:math:`-\log p(x) / (D \ln 2)`: the model's density at the data, not a code length.
+
+**Continuous data** (``levels = None``): no dequantization; the metric is ``nll_per_dim``
+:math:`= -\log p(x)/D` in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from revkit.errors import RevkitError
+from revkit.invertible import numel
+from revkit.objectives.base import Losses, Objective, ObjectiveParams
+
+if TYPE_CHECKING:
+    from revkit.data.base import DataInfo
+    from revkit.flow import Flow
+
+
+class MaxLikelihoodParams(ObjectiveParams):
+    dequantize: Literal["uniform", "none"] = "uniform"
+
+
+class MaxLikelihood(Objective):
+    """Minimise the mean negative log-likelihood per dimension (bits/dim for discrete data).
+
+    Call :meth:`setup` with the flow and the :class:`~revkit.data.base.DataInfo` before use.
+    ``losses`` returns the batch mean as ``loss`` and as the metric ``bits_per_dim`` (or
+    ``nll_per_dim`` for continuous data); ``evaluate`` returns the per-sample values ``[B]``.
+
+    Args:
+        dequantize: ``"uniform"`` adds uniform noise within each intensity bin (discrete data);
+            ``"none"`` uses the data as given.
+    """
+
+    Params = MaxLikelihoodParams
+    main_metric = "bits_per_dim"
+
+    def __init__(self, dequantize: Literal["uniform", "none"] = "uniform"):
+        super().__init__()
+        if dequantize not in ("uniform", "none"):
+            raise RevkitError(f"max_likelihood: dequantize must be 'uniform' or 'none', got {dequantize!r}")
+        self.dequantize_mode = dequantize
+        self.dims: int | None = None
+        self.levels: int | None = None
+
+    def setup(self, model: Flow, data: DataInfo) -> None:
+        """Store ``D = prod(data.shape)`` and ``L = data.levels``; check the flow takes ``data.shape``."""
+        if tuple(model.input_shape) != tuple(data.shape):
+            raise RevkitError(f"max_likelihood: the flow takes per-sample shape {tuple(model.input_shape)} "
+                              f"but the data '{data.name}' have shape {tuple(data.shape)}")
+        if data.levels is not None and data.levels < 2:
+            raise RevkitError(f"max_likelihood: data '{data.name}' declare {data.levels} intensity levels; "
+                              "discrete data need levels ≥ 2 (or None for continuous data)")
+        self.dims = numel(data.shape)
+        self.levels = data.levels
+        # continuous data report nats per dimension; the instance attribute overrides the class default
+        self.main_metric = self.metric_name
+
+    @property
+    def metric_name(self) -> str:
+        """``"bits_per_dim"`` for discrete data, ``"nll_per_dim"`` (nats) for continuous data."""
+        return "nll_per_dim" if self.levels is None and self.dims is not None else "bits_per_dim"
+
+    def dequantize(self, x: Tensor) -> Tensor:
+        r"""Discrete data :math:`x = k/(L-1)` → :math:`u = (k + U)/L` with :math:`U \sim \mathcal U[0,1)`.
+
+        ``u`` lies in ``[k/L, (k+1)/L)`` exactly, in ``x``'s dtype (a value that rounds up to the
+        next bin edge is moved to the largest float below it). Continuous data, or
+        ``dequantize="none"``, are returned unchanged.
+        """
+        levels = self._need_setup()[1]
+        if levels is None or self.dequantize_mode == "none":
+            return x
+        k = torch.round(x * (levels - 1)).clamp_(0, levels - 1)
+        u = (k + torch.rand_like(x)) / levels
+        upper = torch.nextafter((k + 1) / levels, torch.zeros_like(u))
+        return torch.minimum(u, upper)
+
+    def nll_per_dim(self, model: Flow, batch: tuple[Tensor, Tensor]) -> Tensor:
+        """The per-sample metric ``[B]``: bits/dim (discrete data) or nats/dim (continuous data)."""
+        dims, levels = self._need_setup()
+        x, y = batch
+        labels = y if model.conditional or (model.prior is not None and model.prior.conditional) else None
+        log_p = model.log_prob(self.dequantize(x), labels)
+        if levels is None:
+            return -log_p / dims
+        if self.dequantize_mode == "none":
+            return -log_p / (dims * math.log(2.0))
+        return (-log_p / dims + math.log(levels)) / math.log(2.0)
+
+    def losses(self, model: Flow, batch: tuple[Tensor, Tensor], update: str = "model") -> Losses:
+        if update != "model":
+            raise RevkitError(f"max_likelihood updates only the group 'model', got {update!r}")
+        per_sample = self.nll_per_dim(model, batch)
+        loss = per_sample.mean()
+        return Losses(loss=loss, metrics={self.metric_name: float(loss.detach())})
+
+    @torch.no_grad()
+    def evaluate(self, model: Flow, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        return {self.metric_name: self.nll_per_dim(model, batch)}
+
+    def extra_repr(self) -> str:
+        return f"dequantize={self.dequantize_mode!r}"
+
+    def _need_setup(self) -> tuple[int, int | None]:
+        if self.dims is None:
+            raise RevkitError("max_likelihood: call setup(flow, data_info) before computing losses")
+        return self.dims, self.levels
