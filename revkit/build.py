@@ -1,0 +1,240 @@
+"""From a validated :class:`~revkit.spec.Spec` to a :class:`~revkit.Flow`, its prior, the
+objective and the data source.
+
+Shapes are tracked per sample (no batch dimension) from the data's shape through each block's
+``output_shape``, so a wrong architecture fails here — as a :class:`~revkit.errors.SpecError` at
+``model.layers[i]`` naming the shape the layer got — and never inside training. Building reads no
+data files: a data source's construction is cheap and its ``info`` static, so ``revkit validate``
+and ``revkit inspect`` work without the data.
+
+A *factor-out* block (one with ``attach(then)`` and ``kept_shape``, such as ``split``) takes the
+layers after it: they are built into a :class:`~revkit.Sequential` on its ``kept_shape`` and
+attached, so ``a → split → b → c`` is ``a → split(then = b → c)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from revkit.data.base import DataInfo, DataSource, default_root
+from revkit.data.loaders import padded_info
+from revkit.errors import RevkitError, ShapeError, SpecError
+from revkit.flow import Flow
+from revkit.invertible import Invertible, Shape
+from revkit.objectives.base import Objective
+from revkit.plugins import get_registries
+from revkit.plugins.registry import Registries
+from revkit.priors.base import Prior
+from revkit.sequential import Sequential
+from revkit.spec.components import registry_for, unknown_component
+from revkit.spec.errors import Loc, format_path
+from revkit.spec.models import ComponentSpec, LayerSpec, Spec
+
+#: errors a component's constructor may raise for parameters or shapes it cannot take.
+CONSTRUCTION_ERRORS = (RevkitError, ShapeError, ValueError)
+
+
+@dataclass
+class Built:
+    """Everything a spec describes, ready to train: the flow (with its prior attached), the
+    objective (already ``setup``), the data source and the data's info (after ``data.pad``)."""
+
+    flow: Flow
+    objective: Objective
+    source: DataSource
+    info: DataInfo
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    """One block after ``repeat`` expansion: ``copy`` of ``copies`` of ``spec.model.layers[index]``."""
+
+    index: int
+    copy: int
+    copies: int
+    name: str
+    component: Any
+    kwargs: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return format_path(("model", "layers", self.index))
+
+    @property
+    def label(self) -> str:
+        copy = f" (copy {self.copy + 1} of {self.copies})" if self.copies > 1 else ""
+        return f"block '{self.name}'{copy}"
+
+
+def fmt_shape(shape: Shape) -> str:
+    """``(1, 28, 28)`` → ``'(1, 28, 28)'``; ``(2,)`` → ``'(2,)'``."""
+    return str(tuple(int(s) for s in shape))
+
+
+def _component(spec_cls: type[ComponentSpec], table: ComponentSpec, registries: Registries, loc: Loc) -> Any:
+    component = registry_for(spec_cls, registries).get(table.name)
+    if component is None:
+        raise unknown_component(spec_cls, table.name, registries, loc)
+    return component
+
+
+# -- data ----------------------------------------------------------------------------------------
+def resolve_root(spec: Spec) -> Path:
+    """``data.root`` (``~`` expanded, relative to the working directory), else the default root
+    (``$REVKIT_DATA``, else the per-user cache folder)."""
+    return Path(spec.data.root).expanduser() if spec.data.root else default_root()
+
+
+def build_data(spec: Spec, registries: Registries | None = None) -> DataSource:
+    """The data source ``[data]`` names, as ``Source(root=..., **params)`` (``root=None`` when
+    the source reads no files). Reads no data."""
+    regs = registries if registries is not None else get_registries()
+    cls = _component(type(spec.data), spec.data, regs, ("data",))
+    root = resolve_root(spec) if getattr(cls, "needs_root", True) else None
+    try:
+        return cls(root=root, **spec.data.kwargs())
+    except CONSTRUCTION_ERRORS as exc:
+        raise SpecError("data", f"data source '{spec.data.name}' cannot be set up: {exc}") from exc
+
+
+def data_info(spec: Spec, source: DataSource) -> DataInfo:
+    """The source's :class:`DataInfo` after ``data.pad`` (images grow by ``2·pad`` per side pair)."""
+    try:
+        return padded_info(source.info, spec.data.pad)
+    except RevkitError as exc:
+        raise SpecError("data.pad", str(exc)) from exc
+
+
+def check_input_shape(spec: Spec, info: DataInfo) -> Shape:
+    """The flow's input shape: the data's; ``model.input_shape``, when given, must equal it."""
+    shape = tuple(int(s) for s in info.shape)
+    given = spec.model.input_shape
+    if given is not None and tuple(given) != shape:
+        padded = f" after data.pad = {spec.data.pad}" if spec.data.pad else ""
+        raise SpecError(
+            "model.input_shape",
+            f"the spec says {fmt_shape(given)} but data source '{info.name}' gives per-sample shape "
+            f"{fmt_shape(shape)}{padded}; set model.input_shape = {list(shape)} or leave it out",
+        )
+    return shape
+
+
+# -- the network ---------------------------------------------------------------------------------
+def _with_flip(kwargs: dict[str, Any], layer: LayerSpec, copy: int) -> dict[str, Any]:
+    """Copy ``copy`` of a repeated block: alternate ``flip`` unless the spec set it."""
+    fields = type(layer.params).model_fields
+    if "flip" in fields and "flip" not in layer.given() and isinstance(kwargs.get("flip"), bool):
+        return {**kwargs, "flip": kwargs["flip"] != (copy % 2 == 1)}
+    return kwargs
+
+
+def plan_layers(spec: Spec, registries: Registries | None = None) -> list[PlannedLayer]:
+    """``spec.model.layers`` with ``repeat`` expanded, in data → latent order."""
+    regs = registries if registries is not None else get_registries()
+    planned = []
+    for index, layer in enumerate(spec.model.layers):
+        component = _component(LayerSpec, layer, regs, ("model", "layers", index))
+        base = layer.kwargs()
+        for copy in range(layer.repeat):
+            planned.append(PlannedLayer(index, copy, layer.repeat, layer.block, component,
+                                        _with_flip(base, layer, copy)))
+    return planned
+
+
+def _is_factor_out(block: Invertible) -> bool:
+    return callable(getattr(block, "attach", None)) and hasattr(block, "kept_shape")
+
+
+def _construct(item: PlannedLayer, shape: Shape, context_size: int) -> tuple[Invertible, Shape]:
+    """Build one block on ``shape``; return it and its output shape."""
+    cls = item.component
+    ranks = getattr(cls, "supported_ranks", None)
+    if ranks is not None and len(shape) not in ranks:
+        kinds = {1: "vectors (D,)", 3: "images (C, H, W)"}
+        allowed = " or ".join(kinds.get(r, f"rank-{r} tensors") for r in ranks)
+        raise SpecError(item.where, f"{item.label} takes {allowed}, but its input has per-sample "
+                                    f"shape {fmt_shape(shape)}")
+    kwargs = dict(item.kwargs)
+    if context_size and getattr(cls, "conditional", False):
+        kwargs["context_size"] = context_size
+    try:
+        block = cls(tuple(shape), **kwargs)
+        out = tuple(int(s) for s in block.output_shape(tuple(shape)))
+    except CONSTRUCTION_ERRORS as exc:
+        raise SpecError(item.where, f"{item.label} cannot take input of per-sample shape "
+                                    f"{fmt_shape(shape)}: {exc}") from exc
+    return block, out
+
+
+def build_chain(planned: list[PlannedLayer], shape: Shape, context_size: int = 0) -> Sequential:
+    """The blocks of ``planned`` on input ``shape``; a factor-out block takes the rest as its
+    continuation (built on its ``kept_shape``)."""
+    blocks: list[Invertible] = []
+    current = tuple(shape)
+    for position, item in enumerate(planned):
+        block, out = _construct(item, current, context_size)
+        blocks.append(block)
+        if _is_factor_out(block):
+            rest = planned[position + 1:]
+            if rest:
+                block.attach(build_chain(rest, tuple(block.kept_shape), context_size))  # type: ignore[operator]
+            break
+        current = out
+    return Sequential(blocks, tuple(shape))
+
+
+def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Registries | None = None) -> Prior:
+    """``Prior(latent_shape, **params)``; a ``classes`` parameter left None takes the data's
+    number of classes."""
+    regs = registries if registries is not None else get_registries()
+    cls = _component(type(spec.prior), spec.prior, regs, ("prior",))
+    kwargs = spec.prior.kwargs()
+    if "classes" in kwargs and kwargs["classes"] is None and info.classes > 0:
+        kwargs["classes"] = info.classes
+    try:
+        return cls(tuple(latent_shape), **kwargs)
+    except CONSTRUCTION_ERRORS as exc:
+        labels = f"{info.classes} classes" if info.classes else "no labels"
+        raise SpecError("prior", f"prior '{spec.prior.name}' cannot be built on the latent of shape "
+                                 f"{fmt_shape(latent_shape)} (data '{info.name}' has {labels}): {exc}") from exc
+
+
+def build_flow(spec: Spec, info: DataInfo, registries: Registries | None = None) -> Flow:
+    """The flow of ``[model]`` on the data's shape, with the ``[prior]`` on its latent attached."""
+    regs = registries if registries is not None else get_registries()
+    shape = check_input_shape(spec, info)
+    if spec.model.conditional and info.classes < 1:
+        raise SpecError("model.conditional", f"a conditional model needs class labels, but data source "
+                                             f"'{info.name}' has none; set model.conditional = false")
+    context_size = info.classes if spec.model.conditional else 0
+    net = build_chain(plan_layers(spec, regs), shape, context_size)
+    latent = net.output_shape(shape)
+    prior = build_prior(spec, latent, info, regs)
+    try:
+        return Flow(net, shape, prior=prior, classes=info.classes, conditional=spec.model.conditional)
+    except RevkitError as exc:
+        raise SpecError("prior", str(exc)) from exc
+
+
+def build_objective(spec: Spec, flow: Flow, info: DataInfo, registries: Registries | None = None) -> Objective:
+    """``Objective(**params)``, then ``objective.setup(flow, info)``."""
+    regs = registries if registries is not None else get_registries()
+    cls = _component(type(spec.objective), spec.objective, regs, ("objective",))
+    try:
+        objective = cls(**spec.objective.kwargs())
+        objective.setup(flow, info)
+    except CONSTRUCTION_ERRORS as exc:
+        raise SpecError("objective", f"objective '{spec.objective.name}' cannot be set up: {exc}") from exc
+    return objective
+
+
+def build(spec: Spec, registries: Registries | None = None) -> Built:
+    """Data source, flow (with prior) and objective of a spec, without reading data files."""
+    regs = registries if registries is not None else get_registries()
+    source = build_data(spec, regs)
+    info = data_info(spec, source)
+    flow = build_flow(spec, info, regs)
+    objective = build_objective(spec, flow, info, regs)
+    return Built(flow=flow, objective=objective, source=source, info=info)

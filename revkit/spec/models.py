@@ -1,0 +1,243 @@
+"""The pydantic models of a spec file: ``[model]``, ``[prior]``, ``[objective]``, ``[data]``,
+``[train]``, ``[eval]`` and ``[output]``.
+
+Component tables (each ``[[model.layers]]`` entry, ``[prior]``, ``[objective]``, ``[data]``) hold a
+few common keys (``block``/``kind``, ``repeat``, ``batch_size``, …); every other key belongs to the
+registered component and is validated by its ``Params`` model, whose instance the table keeps in
+:attr:`ComponentSpec.params`. :func:`revkit.spec.load_spec_dict` fills it from the registries, so
+build a :class:`Spec` with that function rather than with ``Spec.model_validate``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+from revkit.spec.errors import FieldError
+
+
+class Section(BaseModel):
+    """Base of every table of a spec: unknown keys are errors, floats must be finite."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    #: fields that are not TOML keys of the table (hidden from error messages and the schema).
+    HIDDEN_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+class NoComponentParams(BaseModel):
+    """Placeholder ``params`` of a component table before the registry validated it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(Section):
+    """A table that names a registered component; its other keys are the component's ``Params``."""
+
+    HIDDEN_FIELDS: ClassVar[tuple[str, ...]] = ("params",)
+    #: the key that names the component (``block`` or ``kind``).
+    NAME_KEY: ClassVar[str] = "kind"
+    #: what the component is called in messages (``block``, ``prior``, ``data source``).
+    LABEL: ClassVar[str] = "component"
+    #: attribute of :class:`revkit.plugins.Registries` that holds this kind of component.
+    REGISTRY: ClassVar[str] = ""
+
+    params: SerializeAsAny[BaseModel] = Field(
+        default_factory=NoComponentParams,
+        description="the component's own parameters, validated by its registered Params model",
+    )
+
+    @property
+    def name(self) -> str:
+        """The registered name of the component (the value of ``block`` or ``kind``)."""
+        return str(getattr(self, self.NAME_KEY))
+
+    def kwargs(self) -> dict[str, Any]:
+        """The component's keyword parameters: every field of its ``Params`` (defaults included)."""
+        return {key: getattr(self.params, key) for key in type(self.params).model_fields}
+
+    def given(self) -> frozenset[str]:
+        """The parameters the spec set explicitly (the others take the component's defaults)."""
+        return frozenset(self.params.model_fields_set)
+
+
+class LayerSpec(ComponentSpec):
+    """One ``[[model.layers]]`` table: a registered block, repeated ``repeat`` times."""
+
+    NAME_KEY: ClassVar[str] = "block"
+    LABEL: ClassVar[str] = "block"
+    REGISTRY: ClassVar[str] = "blocks"
+
+    block: str = Field(description="a registered block name, e.g. 'affine_coupling'; `revkit plugins` lists them")
+    repeat: int = Field(
+        1, ge=1, le=10_000,
+        description="number of copies of this block; copies alternate the block's `flip` field "
+                    "when it has one and the spec leaves it out",
+    )
+
+
+class PriorSpec(ComponentSpec):
+    """``[prior]``: the density on the flow's latent."""
+
+    LABEL: ClassVar[str] = "prior"
+    REGISTRY: ClassVar[str] = "priors"
+
+    kind: str = Field("standard_normal", description="a registered prior, e.g. 'standard_normal', 'class_gaussian'")
+
+
+class ObjectiveSpec(ComponentSpec):
+    """``[objective]``: what training minimises."""
+
+    LABEL: ClassVar[str] = "objective"
+    REGISTRY: ClassVar[str] = "objectives"
+
+    kind: str = Field("max_likelihood", description="a registered objective, e.g. 'max_likelihood'")
+
+
+class DataSpec(ComponentSpec):
+    """``[data]``: a registered data source plus the loader settings common to all sources."""
+
+    LABEL: ClassVar[str] = "data source"
+    REGISTRY: ClassVar[str] = "datasets"
+
+    kind: str = Field(description="a registered data source, e.g. 'mnist'")
+    root: str | None = Field(
+        None, min_length=1,
+        description="data folder (relative to the working directory); left out: $REVKIT_DATA, "
+                    "else ~/.cache/revkit/data",
+    )
+    batch_size: int = Field(64, ge=1, description="training batch size")
+    test_batch_size: int = Field(500, ge=1, description="evaluation batch size")
+    num_workers: int = Field(0, ge=0, description="data-loader worker processes (0: load in the main process)")
+    pad: int = Field(0, ge=0, le=1024, description="zero-pad images by this many pixels on each side")
+
+
+Dim = Annotated[int, Field(ge=1)]
+
+
+class ModelSpec(Section):
+    """``[model]``: the invertible network, as a list of layers in data → latent order."""
+
+    input_shape: Annotated[tuple[Dim, ...], Field(min_length=1, max_length=4)] | None = Field(
+        None,
+        description="per-sample data shape, e.g. [1, 28, 28]; when given it must equal the data's "
+                    "shape after data.pad",
+    )
+    conditional: bool = Field(False, description="pass one-hot class labels as context to conditional blocks")
+    memory_saving: bool = Field(
+        False, description="recompute activations from outputs during backward instead of storing them"
+    )
+    layers: list[LayerSpec] = Field(min_length=1, description="the blocks, in data → latent order")
+
+
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
+class TrainSpec(Section):
+    """``[train]``: optimisation, schedule, logging and checkpoints."""
+
+    seed: int = Field(0, ge=0, description="random seed (initialisation, data order)")
+    device: str = Field("auto", description="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)")
+    steps: int = Field(2000, ge=1, description="optimizer steps (one step = every update in objective.update_order())")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay (AdamW)")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam's beta1 and beta2, each in [0, 1)")
+    schedule: Literal["none", "cosine", "step"] = Field("none", description="learning-rate schedule after warm-up")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up from 0 over this many steps")
+    step_size: int | None = Field(None, ge=1, description="for schedule = 'step': steps between decays")
+    gamma: float = Field(0.5, gt=0.0, le=1.0, description="for schedule = 'step': factor per decay")
+    grad_clip: float = Field(0.0, ge=0.0, description="maximum global gradient norm; 0 disables clipping")
+    log_every: int = Field(50, ge=1, description="steps between metric lines in metrics.jsonl")
+    checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: only at the end")
+    eval_every: int = Field(0, ge=0, description="steps between evaluations; 0: evaluate only at the end")
+    time_limit_minutes: float = Field(
+        0.0, ge=0.0, description="0: no limit; else stop early, checkpoint and evaluate"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_syntax(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a device; allowed: 'cpu', 'cuda', 'cuda:N' (N = 0, 1, …) or 'auto'")
+        return value
+
+    @model_validator(mode="after")
+    def _schedule_needs(self) -> TrainSpec:
+        if self.schedule == "step" and self.step_size is None:
+            raise FieldError("step_size", "schedule = 'step' needs step_size (steps between decays), e.g. 1000")
+        return self
+
+
+class EvalSpec(Section):
+    """``[eval]``: the final (and periodic) evaluation."""
+
+    samples: int = Field(64, ge=0, description="samples in the sample grid (0: none)")
+    temperature: float = Field(1.0, ge=0.0, description="scale of the prior's std when sampling")
+    reconstructions: int = Field(8, ge=0, description="test images in the reconstruction grid (0: none)")
+    test_batches: int = Field(0, ge=0, description="test batches to evaluate; 0: the whole test split")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class OutputSpec(Section):
+    """``[output]``: where the run folder goes."""
+
+    dir: str = Field("runs", min_length=1, description="run folders go to dir/<name>")
+    name: str = Field("", max_length=200, description="run folder name; empty: '<spec stem>-<YYYYmmdd-HHMMSS>'")
+
+    @field_validator("name")
+    @classmethod
+    def _name_characters(cls, value: str) -> str:
+        if value and not _NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a run name; use letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit (no '/' or spaces)"
+            )
+        return value
+
+
+class Spec(Section):
+    """A whole spec file. Build it with :func:`revkit.spec.load_spec` or
+    :func:`revkit.spec.load_spec_dict`, which validate the component tables with the registries."""
+
+    model: ModelSpec = Field(description="the invertible network")
+    prior: PriorSpec = Field(default_factory=PriorSpec, description="the density on the latent")
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description="what training minimises")
+    data: DataSpec = Field(description="the data source and loader settings")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="optimisation and checkpoints")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="the run folder")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as the TOML document it stands for (component parameters flattened into their
+        tables; unset component parameters and None values left out)."""
+        from revkit.spec.dump import spec_to_dict
+
+        return spec_to_dict(self)
+
+    def to_toml(self) -> str:
+        """The spec as TOML text; :func:`revkit.spec.load_spec_dict` of its parse gives it back."""
+        from revkit.spec.dump import dumps
+
+        return dumps(self.to_dict())
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """The JSON Schema of the spec file for the global registries (see
+        :func:`revkit.spec.spec_json_schema`); pydantic's arguments are ignored."""
+        from revkit.spec.schema import spec_json_schema
+
+        return spec_json_schema()
+
+
+#: the component tables of a spec outside ``model.layers``, by section name.
+COMPONENT_SECTIONS: dict[str, type[ComponentSpec]] = {
+    "prior": PriorSpec,
+    "objective": ObjectiveSpec,
+    "data": DataSpec,
+}
