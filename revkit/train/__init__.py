@@ -1,1 +1,18 @@
-"""revkit.train"""
+"""Training: the loop, checkpoints, schedules, metrics, progress and run folders."""
+
+from revkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from revkit.train.device import resolve_device
+from revkit.train.trainer import COMPLETED, INTERRUPTED, TIME_LIMIT, Trainer, TrainingDiverged, TrainResult
+
+__all__ = [
+    "COMPLETED",
+    "INTERRUPTED",
+    "TIME_LIMIT",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+]

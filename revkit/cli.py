@@ -1,0 +1,191 @@
+"""The ``revkit`` command line.
+
+::
+
+    revkit run SPEC [--set k=v]… [--out DIR] [--resume]   train, evaluate; prints the run folder last
+    revkit validate SPEC [--set k=v]…                     check the spec and build the model (no data read)
+    revkit inspect SPEC [--set k=v]…                      compact graph and per-layer table
+    revkit plugins [--json]                               loaded plugins, what they registered, failures
+    revkit schema                                         JSON Schema of spec files
+    revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
+
+Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
+unknown block, a bad field, an existing run folder, a broken checkpoint, …) prints one line
+``error: <message>`` on stderr and exits with code 2. Ctrl-C during ``run`` finishes the current
+step, saves a checkpoint and exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from revkit import __version__
+from revkit.errors import RevkitError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (continuation lines joined with '; ')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from revkit.spec import load_spec
+    from revkit.train.run import run_spec
+    from revkit.train.trainer import INTERRUPTED
+
+    spec = load_spec(args.spec, args.overrides)
+    outcome = run_spec(spec, Path(args.spec), out=args.out, resume=args.resume)
+    print(outcome.run_dir, flush=True)
+    return EXIT_INTERRUPTED if outcome.result.stopped == INTERRUPTED else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from revkit.build import build
+    from revkit.spec import load_spec
+    from revkit.summary import fmt_shape, parameter_count
+
+    built = build(load_spec(args.spec, args.overrides))
+    count = parameter_count(built.flow) + parameter_count(built.objective)
+    print(f"ok: {count:,} parameters, latent shape {fmt_shape(built.flow.latent_shape)} "
+          f"(input {fmt_shape(built.flow.input_shape)})")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from revkit.build import build
+    from revkit.spec import load_spec
+    from revkit.summary import render_inspect
+
+    built = build(load_spec(args.spec, args.overrides))
+    print(render_inspect(built.flow))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from revkit.plugins import get_registries
+
+    regs = get_registries()
+    if args.json:
+        doc = {
+            "plugins": [p.as_dict() for p in regs.plugins],
+            "failures": [f.as_dict() for f in regs.failures],
+            "block_hints": dict(regs.block_hints),
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    for plugin in regs.plugins:
+        kind = " (built-in)" if plugin.builtin else ""
+        print(f"{plugin.name} {plugin.version}{kind}")
+        for what, names in plugin.registered.items():
+            print(f"  {what}: {', '.join(names)}")
+    for failure in regs.failures:
+        print(f"FAILED {failure.name}: {failure.error}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from revkit.spec import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=2))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from revkit.eval.sample_run import sample_run
+
+    path = sample_run(Path(args.run_dir), n=args.n, temperature=args.temperature,
+                      out=None if args.out is None else Path(args.out), device=args.device, seed=args.seed)
+    print(path)
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="revkit", description="Reversible generative networks from a TOML spec.")
+    parser.add_argument("--version", action="version", version=f"revkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_spec(p: argparse.ArgumentParser) -> None:
+        p.add_argument("spec", metavar="SPEC", help="the spec file (TOML)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                       help="override a spec field, e.g. --set train.steps=100 (repeatable)")
+
+    p = sub.add_parser("run", help="train a model and evaluate it; prints the run folder last")
+    with_spec(p)
+    p.add_argument("--out", metavar="DIR", help="the run folder (default: output.dir/output.name)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the folder from its latest checkpoint")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a spec and build its model without reading data")
+    with_spec(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("inspect", help="print the model graph and a per-layer table")
+    with_spec(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("plugins", help="list plugins, what they registered, and failures")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("sample", help="draw samples from a run's latest checkpoint into a PNG")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    p.add_argument("-n", type=_positive, default=64, help="number of samples (default 64)")
+    p.add_argument("--temperature", type=_non_negative, default=1.0, help="scale of the prior's std (default 1)")
+    p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/samples-step<N>-T<T>.png)")
+    p.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    try:
+        return int(args.func(args))
+    except RevkitError as exc:
+        _say(f"error: {one_line(exc)}")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Samples from a finished (or running) run folder: its ``spec.toml`` and latest checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from revkit.build import build
+from revkit.errors import CheckpointError, RevkitError
+from revkit.eval.samples import write_samples
+from revkit.flow import Flow
+from revkit.spec import load_spec
+from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from revkit.train.device import resolve_device
+from revkit.train.rundir import SPEC_FILE
+from revkit.train.seeding import seed_everything
+
+
+def load_run(run_dir: Path, device: str = "auto") -> tuple[Flow, int]:
+    """The flow of ``run_dir`` with its latest checkpoint's weights, in eval mode, and that step.
+
+    Builds the model from ``run_dir/spec.toml`` without reading data.
+
+    Raises:
+        RevkitError: when the folder, its spec or its checkpoint is missing or does not fit.
+    """
+    run_dir = Path(run_dir)
+    spec_path = run_dir / SPEC_FILE
+    if not spec_path.is_file():
+        raise RevkitError(f"{run_dir} is not a run folder: it has no {SPEC_FILE}")
+    flow = build(load_spec(spec_path)).flow
+    path = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    state = load_checkpoint(path)
+    try:
+        flow.load_state_dict(state["flow"])
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:400]
+        raise CheckpointError(f"{path}: does not fit the model of {spec_path} ({detail})") from exc
+    return flow.to(resolve_device(device)).eval(), int(state["step"])
+
+
+def sample_run(run_dir: Path, n: int = 64, temperature: float = 1.0, out: Path | None = None,
+               device: str = "auto", seed: int = 0) -> Path:
+    """Write ``n`` samples of the run's model at ``temperature`` as a PNG; returns its path
+    (default ``run_dir/samples-step<N>-T<T>.png``)."""
+    flow, step = load_run(run_dir, device)
+    seed_everything(seed)
+    path = out if out is not None else Path(run_dir) / f"samples-step{step:06d}-T{temperature:g}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        return write_samples(flow, path, n, temperature)

@@ -1,0 +1,66 @@
+"""Drawing samples from a flow: a PNG grid for images, a scatter for 2-D data."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from revkit.eval.images import save_image_grid
+from revkit.eval.plots2d import scatter_samples
+from revkit.flow import Flow
+
+CHUNK = 256
+
+
+def class_count(flow: Flow) -> int:
+    """Number of classes the flow samples per class (0 for an unconditional model)."""
+    prior = flow.prior
+    if flow.conditional or (prior is not None and prior.conditional):
+        return max(flow.classes, prior.classes if prior is not None else 0)
+    return 0
+
+
+@torch.no_grad()
+def draw_samples(flow: Flow, n: int, temperature: float = 1.0) -> tuple[Tensor, int]:
+    """``n`` samples ``[n, *input_shape]`` in eval mode, and the number per row of a grid.
+
+    A class-conditional model gives a row per class: ``⌈n / classes⌉`` samples of class 0, then of
+    class 1, … (so ``classes · ⌈n / classes⌉`` samples in all).
+    """
+    was_training = flow.training
+    flow.eval()
+    try:
+        classes = class_count(flow)
+        device = next(itertools.chain(flow.parameters(), flow.buffers()), torch.empty(0)).device
+        if classes:
+            per = max(1, math.ceil(n / classes))
+            labels: Tensor | None = torch.arange(classes, device=device).repeat_interleave(per)
+            ncol = per
+        else:
+            labels, ncol = None, max(1, math.ceil(math.sqrt(n)))
+        total = labels.numel() if labels is not None else n
+        chunks = []
+        for start in range(0, total, CHUNK):
+            k = min(CHUNK, total - start)
+            y = labels[start : start + k] if labels is not None else None
+            chunks.append(flow.sample(k, y=y, temperature=temperature).cpu())
+        return torch.cat(chunks), ncol
+    finally:
+        flow.train(was_training)
+
+
+def is_2d(flow: Flow) -> bool:
+    """The flow models 2-D points (per-sample shape ``(2,)``): plotted, not shown as images."""
+    return tuple(flow.input_shape) == (2,)
+
+
+def write_samples(flow: Flow, path: Path, n: int, temperature: float = 1.0, data: Tensor | None = None) -> Path:
+    """Write ``n`` samples as ``path`` (PNG): an image grid, or for 2-D data a scatter over ``data``."""
+    samples, ncol = draw_samples(flow, n, temperature)
+    if is_2d(flow):
+        return scatter_samples(samples, path, data=data, title=f"samples (T = {temperature:g})")
+    return save_image_grid(samples, path, nrow=ncol)

@@ -1,0 +1,159 @@
+"""Checkpoint files: atomic writes, a ``latest`` pointer, keep-last-N, safe loading.
+
+A checkpoint is a ``torch.save``'d dict of plain data only (tensors, numbers, strings, lists,
+dicts), so it is read back with ``torch.load(weights_only=True)`` and never runs pickled code.
+Layout inside the run folder::
+
+    checkpoints/step-000500.pt   one file per saved step
+    checkpoints/latest           a text file naming the newest one (written last)
+
+Each file is written to a temporary file in the same folder, flushed, fsynced and renamed over its
+final name, so a crash or a failure while saving leaves the previous checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from revkit.errors import CheckpointError
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+KEEP_LAST = 3
+FORMAT = 1
+#: keys every revkit checkpoint has.
+REQUIRED_KEYS = ("format", "step", "flow", "objective", "optimizers", "schedulers", "rng", "spec")
+
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    """``step-000500.pt`` for step 500."""
+    return f"step-{int(step):06d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint files in ``folder``, oldest step first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` would not read back."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, torch.dtype, torch.device)):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"checkpoint key {where}[{k!r}] is a {type(k).__name__}, not a str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}; only plain data may be saved")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, fsync it and rename it to ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not supported on every platform
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any], keep: int = KEEP_LAST) -> Path:
+    """Write ``state`` as ``folder/step-NNNNNN.pt``, point ``latest`` at it, keep the newest ``keep``.
+
+    ``state`` must hold the :data:`REQUIRED_KEYS` (``format`` is filled in) and plain data only.
+
+    Returns:
+        the path of the new checkpoint.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, **state}
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    _check_plain(state, "state")
+    path = folder / checkpoint_name(state["step"])
+    _atomic_write(path, lambda f: torch.save(state, f))
+    _atomic_write(folder / LATEST, lambda f: f.write((path.name + "\n").encode()))
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def latest_checkpoint(folder: Path) -> Path:
+    """The checkpoint that ``folder/latest`` names.
+
+    Raises:
+        CheckpointError: when there is no ``latest`` file or it names a missing file.
+    """
+    folder = Path(folder)
+    pointer = folder / LATEST
+    if not pointer.exists():
+        raise CheckpointError(f"{pointer}: no checkpoint to resume from (the run saved none yet)")
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not _NAME.match(name):
+        raise CheckpointError(f"{pointer}: names {name!r}, which is not a checkpoint file (step-NNNNNN.pt)")
+    path = folder / name
+    if not path.exists():
+        raise CheckpointError(f"{pointer}: names {name}, which does not exist")
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, truncated, corrupt, or not a revkit
+            checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot be read, the file is truncated or corrupt ({reason})") from exc
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a revkit checkpoint (expected keys {list(REQUIRED_KEYS)}, got {have})")
+    if state["format"] != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {state['format']!r}; this revkit reads format {FORMAT}")
+    return state

@@ -1,0 +1,81 @@
+"""``metrics.jsonl``: one JSON object per logged step, appended and flushed as training goes.
+
+Each line is ``{"step": int, "loss": float, <metric>: float, …, "lr": float, "images_per_s": float,
+"time": seconds since the run began}``; evaluation during training adds lines with ``test_*`` keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class WindowMeans:
+    """Running means of named scalars since the last :meth:`pop`."""
+
+    def __init__(self) -> None:
+        self._sum: dict[str, float] = defaultdict(float)
+        self._count: dict[str, int] = defaultdict(int)
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self._sum[k] += float(v)
+            self._count[k] += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: self._sum[k] / self._count[k] for k in self._sum}
+        self._sum.clear()
+        self._count.clear()
+        return out
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """Appends records to ``<run_dir>/metrics.jsonl`` (``run_dir=None``: keeps them in memory only)."""
+
+    def __init__(self, run_dir: Path | None):
+        self.path = None if run_dir is None else Path(run_dir) / METRICS_FILE
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        record = {k: _clean(v) for k, v in record.items()}
+        self.records.append(record)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records beyond ``step`` (lines an interrupted run wrote after its last checkpoint)."""
+        if self.path is None or not self.path.exists():
+            self.records = [r for r in self.records if r.get("step", 0) <= step]
+            return
+        kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        self.path.write_text(text, encoding="utf-8")
+        self.records = kept
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file; a torn last line (from a crash) is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,128 @@
+"""A whole run from a validated spec: run folder, build, train (or resume), final evaluation.
+
+This is what ``revkit run`` calls; it sits above the builder, the data loaders, the trainer and
+the evaluation.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from revkit.build import build
+from revkit.data.loaders import make_loaders
+from revkit.errors import CheckpointError
+from revkit.eval.report import evaluate_run
+from revkit.spec import Spec
+from revkit.summary import parameter_count
+from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from revkit.train.metrics import METRICS_FILE, read_metrics
+from revkit.train.rundir import choose_run_dir, prepare_run_dir, write_spec
+from revkit.train.seeding import seed_everything
+from revkit.train.trainer import INTERRUPTED, TIME_LIMIT, Trainer, TrainResult
+
+#: spec sections that decide the model a checkpoint belongs to.
+MODEL_SECTIONS = ("model", "prior", "objective")
+
+
+@dataclass
+class RunOutcome:
+    """The run folder, how training ended, and the final metrics (None when interrupted)."""
+
+    run_dir: Path
+    result: TrainResult
+    metrics: dict[str, Any] | None
+
+
+def _without(table: Any, key: str) -> Any:
+    return {k: v for k, v in table.items() if k != key} if isinstance(table, dict) else table
+
+
+def check_same_model(stored_spec: str, spec: Spec, source: Path) -> None:
+    """Refuse to resume a checkpoint whose spec describes another model.
+
+    Raises:
+        CheckpointError: naming ``source`` and the first section that differs.
+    """
+    try:
+        stored = tomllib.loads(stored_spec)
+    except tomllib.TOMLDecodeError as exc:
+        raise CheckpointError(f"{source}: the spec stored in the checkpoint is not valid TOML ({exc})") from exc
+    current = spec.to_dict()
+    for section in MODEL_SECTIONS:
+        # memory-saving execution changes how gradients are computed, not the model
+        if _without(stored.get(section), "memory_saving") != _without(current.get(section), "memory_saving"):
+            raise CheckpointError(
+                f"{source}: was trained with a different [{section}] than this spec gives; resume with "
+                f"the run's own spec.toml, or start a new run"
+            )
+
+
+def run_spec(
+    spec: Spec,
+    spec_path: Path,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress_stream: TextIO | None = None,
+    say: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Train the spec's model in its run folder and evaluate it there.
+
+    Args:
+        spec: the validated spec (overrides applied).
+        spec_path: the file it came from (its stem names the run folder).
+        out: the run folder (``--out``); default from ``[output]``.
+        resume: continue the run in that folder from its latest checkpoint.
+        progress_stream: where progress goes (stderr by default).
+        say: where status lines go (stderr by default).
+    """
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    started = time.monotonic()
+    run_dir = choose_run_dir(spec, spec_path, out, resume)
+    seed_everything(spec.train.seed)
+    built = build(spec)
+    train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
+    prepare_run_dir(run_dir, resume)  # after building: a spec or data error leaves no empty folder
+    trainer = Trainer(built.flow, built.objective, train_loader, spec.train, test_loader=test_loader,
+                      run_dir=run_dir, spec_text=spec.to_toml(), eval_batches=spec.eval.test_batches,
+                      progress_stream=progress_stream)
+    if resume:
+        path = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+        state = load_checkpoint(path)
+        check_same_model(str(state["spec"]), spec, path)
+        trainer.load_state_dict(state, source=path)
+        say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
+    else:
+        say(f"run folder: {run_dir}")
+    write_spec(run_dir, spec)
+    say(f"training on {trainer.device} for {spec.train.steps} steps "
+        f"({parameter_count(built.flow):,} parameters)")
+    result = trainer.fit()
+    if result.stopped == INTERRUPTED:
+        say(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
+        return RunOutcome(run_dir, result, None)
+    if result.stopped == TIME_LIMIT:
+        say(f"stopped on the time limit ({spec.train.time_limit_minutes:g} min) at step {result.step} "
+            f"of {spec.train.steps}")
+    budget = {
+        "steps": result.step,
+        "steps_planned": int(spec.train.steps),
+        "stopped": result.stopped,
+        "train_seconds": round(result.seconds, 3),  # the training loop, summed over resumes
+        "wall_clock_s": round(time.monotonic() - started, 3),  # this invocation: setup and training
+        "device": str(trainer.device),
+        "parameters": parameter_count(built.flow) + parameter_count(built.objective),
+    }
+    metrics_file = run_dir / METRICS_FILE
+    records = read_metrics(metrics_file) if metrics_file.exists() else []
+    metrics = evaluate_run(built.flow, built.objective, test_loader, spec.eval, run_dir, trainer.device,
+                           budget, records)
+    main = metrics.get(metrics["main_metric"])
+    if isinstance(main, float):
+        say(f"{metrics['main_metric']}: {main:.4f}")
+    return RunOutcome(run_dir, result, metrics)

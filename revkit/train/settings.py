@@ -1,0 +1,40 @@
+"""What the trainer and the final evaluation read from a spec's ``[train]`` and ``[eval]`` tables.
+
+The trainer depends on these protocols rather than on the spec's pydantic models, so it can be
+driven from code (or tests) with any object that has the attributes; the spec's ``train`` and
+``eval`` sections satisfy them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class TrainSettings(Protocol):
+    """The ``[train]`` table (see ``docs/internals.md`` for the meaning and defaults)."""
+
+    seed: int
+    device: str
+    steps: int
+    lr: float
+    weight_decay: float
+    betas: Sequence[float]
+    schedule: str
+    warmup_steps: int
+    step_size: int | None
+    gamma: float
+    grad_clip: float
+    log_every: int
+    checkpoint_every: int
+    eval_every: int
+    time_limit_minutes: float
+
+
+class EvalSettings(Protocol):
+    """The ``[eval]`` table."""
+
+    samples: int
+    temperature: float
+    reconstructions: int
+    test_batches: int

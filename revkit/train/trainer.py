@@ -1,0 +1,295 @@
+r"""The training loop: optimizers per parameter group, schedules, clipping, logging, checkpoints.
+
+One *step* runs every update the objective names, in order; for each group ``g`` of
+``objective.update_order()``:
+
+1. zero ``g``'s gradients,
+2. ``out = objective.losses(flow, batch, update=g)``,
+3. ``out.loss.backward()``,
+4. clip ``g``'s gradients to global norm ``grad_clip`` (when > 0),
+5. step ``g``'s Adam optimizer,
+
+and then every group's learning-rate schedule advances by one. Before the first step of a fresh run
+the trainer runs one forward pass over a training batch in train mode (data-dependent
+initialisation such as actnorm's) and calls ``flow.prior.init_from_data(z, y)`` with its encodings.
+
+Logged names: the first group's loss is ``loss`` and its metrics keep their names; a later group
+``g`` logs ``g_loss`` and ``g_<metric>``; likewise ``lr`` and ``g_lr``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from revkit.errors import CheckpointError, RevkitError
+from revkit.eval.likelihood import evaluate_split, to_device
+from revkit.flow import Flow
+from revkit.objectives.base import Objective
+from revkit.train.batches import BatchStream
+from revkit.train.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from revkit.train.device import resolve_device
+from revkit.train.interrupt import StopRequest, stop_on_sigint
+from revkit.train.metrics import MetricsLog, WindowMeans
+from revkit.train.optimizers import make_optimizers
+from revkit.train.progress import Progress
+from revkit.train.schedule import make_scheduler
+from revkit.train.seeding import rng_state, seed_everything, set_rng_state
+from revkit.train.settings import TrainSettings
+
+#: why a call to :meth:`Trainer.fit` returned.
+COMPLETED, TIME_LIMIT, INTERRUPTED = "completed", "time_limit", "interrupted"
+
+
+class TrainingDiverged(RevkitError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did.
+
+    Attributes:
+        step: optimizer steps taken in total (including those before a resume).
+        stopped: ``"completed"``, ``"time_limit"`` or ``"interrupted"``.
+        seconds: wall-clock training time in total (including time before a resume).
+        last: the last logged record.
+        checkpoint: the checkpoint written last, if any.
+    """
+
+    step: int
+    stopped: str
+    seconds: float
+    last: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Trains ``flow`` (with its prior) under ``objective``.
+
+    Args:
+        flow: the model; moved to the device.
+        objective: the losses and parameter groups; moved to the device.
+        train_loader: re-iterable ``(x, y)`` batches (a ``DataLoader``).
+        settings: the ``[train]`` table.
+        test_loader: batches for evaluation during training (``eval_every``).
+        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: nothing is written).
+        spec_text: the spec as run, stored in every checkpoint.
+        eval_batches: batches per evaluation during training (0: the whole test split).
+        progress_stream: where progress goes (stderr by default).
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        objective: Objective,
+        train_loader: Iterable[Any],
+        settings: TrainSettings,
+        *,
+        test_loader: Iterable[Any] | None = None,
+        run_dir: Path | None = None,
+        spec_text: str = "",
+        eval_batches: int = 0,
+        progress_stream: TextIO | None = None,
+    ):
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.flow = flow.to(self.device)
+        self.objective = objective.to(self.device)
+        self.test_loader = test_loader
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.spec_text = spec_text
+        self.eval_batches = int(eval_batches)
+        self.progress_stream = progress_stream
+        self.order = list(objective.update_order())
+        self.optimizers, self.group_settings = make_optimizers(self.flow, self.objective, settings)
+        self.schedulers = {g: make_scheduler(opt, settings) for g, opt in self.optimizers.items()}
+        self.stream = BatchStream(train_loader, settings.seed)
+        self.metrics = MetricsLog(self.run_dir)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds before this process (from a checkpoint)
+        self.initialized = False
+        self.stop = StopRequest()
+        self.last_checkpoint: Path | None = None
+        self.saved_step = -1
+
+    # -- names ------------------------------------------------------------------------------
+    def _prefix(self, group: str) -> str:
+        return "" if group == self.order[0] else f"{group}_"
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / CHECKPOINT_DIR
+
+    # -- one step ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def initialize(self) -> None:
+        """Data-dependent initialisation: a forward pass in train mode on the first training batch,
+        then ``flow.prior.init_from_data`` on its encodings."""
+        x, y = to_device(self.stream.peek(), self.device)[:2]
+        self.flow.train()
+        z, _ = self.flow(x, self.flow.context(y))
+        if self.flow.prior is not None:
+            self.flow.prior.init_from_data(z, y)
+        self.initialized = True
+
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """Run every update of one step on ``batch``; returns the losses and metrics by logged name."""
+        self.flow.train()
+        self.objective.train()
+        values: dict[str, float] = {}
+        for group in self.order:
+            optimizer = self.optimizers[group]
+            optimizer.zero_grad(set_to_none=True)
+            out = self.objective.losses(self.flow, batch, update=group)
+            loss = out.loss
+            if not bool(torch.isfinite(loss.detach())):
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1}: the {group!r} loss is {float(loss.detach())}; "
+                    f"try a lower train.lr (now {self.group_settings[group]['lr']:g}), train.grad_clip > 0 "
+                    "or train.warmup_steps"
+                )
+            loss.backward()
+            clip = self.group_settings[group]["grad_clip"]
+            if clip > 0:
+                params = [p for pg in optimizer.param_groups for p in pg["params"]]
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            prefix = self._prefix(group)
+            values[f"{prefix}loss"] = float(loss.detach())
+            values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        return values
+
+    def current_lrs(self) -> dict[str, float]:
+        return {f"{self._prefix(g)}lr": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()}
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until ``settings.steps`` (or the time limit, or Ctrl-C), then save a checkpoint.
+
+        A fresh run (step 0) re-seeds every generator from ``train.seed`` and runs the
+        data-dependent initialisation; a run restored with :meth:`restore` continues where its
+        checkpoint left off.
+        """
+        total = int(self.settings.steps)
+        if self.step == 0 and not self.initialized:
+            seed_everything(self.settings.seed)
+            self.initialize()
+        started = time.monotonic()
+        limit = float(self.settings.time_limit_minutes) * 60.0
+        log_every = max(1, int(self.settings.log_every))
+        progress = Progress(total, self.step, log_every, self.progress_stream)
+        window, window_images, window_start = WindowMeans(), 0, time.monotonic()
+        rate, last_tick = 0.0, time.monotonic()
+        stopped = COMPLETED
+        try:
+            with stop_on_sigint(self.stop, progress.message):
+                while self.step < total:
+                    if self.stop.reason is not None:
+                        stopped = self.stop.reason
+                        break
+                    if limit > 0 and time.monotonic() - started >= limit:
+                        stopped = TIME_LIMIT
+                        progress.message(f"time limit of {self.settings.time_limit_minutes:g} min reached "
+                                         f"at step {self.step}")
+                        break
+                    batch = to_device(self.stream.next_batch(), self.device)
+                    values = self.train_step(batch)
+                    self.step += 1
+                    images = int(batch[0].shape[0])
+                    window.add(values)
+                    window_images += images
+                    now = time.monotonic()
+                    rate = images / max(now - last_tick, 1e-9) if rate == 0 else \
+                        0.9 * rate + 0.1 * images / max(now - last_tick, 1e-9)
+                    last_tick = now
+                    progress.update(self.step, values[f"{self._prefix(self.order[0])}loss"], rate)
+                    if self.step % log_every == 0 or self.step == total:
+                        record = {"step": self.step, **window.pop(), **self.current_lrs(),
+                                  "images_per_s": window_images / max(now - window_start, 1e-9),
+                                  "time": self.elapsed + now - started}
+                        self.metrics.write(record)
+                        progress.log(self.step, record)
+                        window_images, window_start = 0, now
+                    if self.settings.eval_every and self.step % int(self.settings.eval_every) == 0:
+                        self.evaluate_during_training(started)
+                    if self.settings.checkpoint_every and self.step % int(self.settings.checkpoint_every) == 0:
+                        self.save(self.elapsed + time.monotonic() - started)
+        except KeyboardInterrupt:
+            stopped = INTERRUPTED  # a second Ctrl-C: the step in flight is abandoned
+        finally:
+            progress.close()
+        seconds = self.elapsed + time.monotonic() - started
+        if self.saved_step != self.step:
+            self.save(seconds)
+        last = self.metrics.records[-1] if self.metrics.records else {}
+        return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
+
+    def evaluate_during_training(self, started: float) -> None:
+        if self.test_loader is None:
+            return
+        means, _ = evaluate_split(self.flow, self.objective, self.test_loader, self.device, self.eval_batches)
+        self.metrics.write({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
+                            "time": self.elapsed + time.monotonic() - started})
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self, seconds: float | None = None) -> dict[str, Any]:
+        """Everything a resumed run needs, as plain data."""
+        return {
+            "step": self.step,
+            "flow": self.flow.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizers": {g: opt.state_dict() for g, opt in self.optimizers.items()},
+            "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
+            "rng": rng_state(),
+            "data": self.stream.state_dict(),
+            "elapsed": float(self.elapsed if seconds is None else seconds),
+            "spec": self.spec_text,
+        }
+
+    def save(self, seconds: float | None = None) -> Path | None:
+        """Write a checkpoint of the current step into ``run_dir/checkpoints`` (if there is a run dir)."""
+        if self.checkpoint_dir is None:
+            return None
+        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.state_dict(seconds))
+        self.saved_step = self.step
+        return self.last_checkpoint
+
+    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
+        """Restore from :meth:`state_dict`'s output.
+
+        Raises:
+            CheckpointError: naming ``source`` when the checkpoint belongs to a different model,
+                objective or set of parameter groups.
+        """
+        try:
+            self.flow.load_state_dict(state["flow"])
+            self.objective.load_state_dict(state["objective"])
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())
+            raise CheckpointError(f"{source}: was saved from a different model than this spec builds "
+                                  f"({detail[:400]})") from exc
+        if sorted(state["optimizers"]) != sorted(self.optimizers):
+            raise CheckpointError(f"{source}: has optimizers for groups {sorted(state['optimizers'])}, but "
+                                  f"this objective updates {sorted(self.optimizers)}")
+        try:
+            for group, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][group])
+                self.schedulers[group].load_state_dict(state["schedulers"][group])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{source}: optimizer state does not fit this model ({exc})") from exc
+        self.step = self.saved_step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        self.initialized = True
+        self.metrics.truncate_after(self.step)
+        self.stream.load_state_dict(state["data"])  # replays batches: restore the generators after it
+        set_rng_state(state["rng"])
