@@ -54,7 +54,10 @@ class Objective(nn.Module):
         return {"model": [p for p in model.parameters() if p.requires_grad]}
 
     def optimizer_overrides(self, group: str) -> dict[str, float]:
-        """Optimizer settings this objective fixes for one of its own groups (e.g. a critic's lr)."""
+        """Optimizer settings this objective fixes for one of its own groups (e.g. a critic's lr).
+
+        Allowed keys: ``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``grad_clip``; the trainer
+        rejects any other key with a :class:`~revkit.errors.RevkitError`."""
         return {}
 
     def losses(self, model: Flow, batch: tuple[Tensor, Tensor], update: str = "model") -> Losses:
