@@ -1,0 +1,82 @@
+r"""Activation normalisation (Glow): a per-channel affine map with data-dependent initialisation.
+
+For images ``(C, H, W)`` (vectors ``(D,)``: per feature, ``H·W = 1``)
+
+.. math::
+
+    y_{c,h,w} = (x_{c,h,w} + b_c)\, s_c, \qquad s_c = e^{\ell_c} > 0, \qquad
+    \log|\det J| = H W \sum_c \log s_c .
+
+On the first forward pass in training mode the block sets ``b = −mean`` and ``s = 1/std`` from
+that batch (per channel, over batch and space), so its output has zero mean and unit standard
+deviation per channel. It remembers this in the buffer ``initialized`` (part of the
+``state_dict``), so it never initialises again, not even after a save/load round trip. Eval mode
+and :meth:`~ActNorm.inverse` never initialise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from revkit.blocks.shapes import require_built_shape, require_rank
+from revkit.invertible import Invertible, Shape, numel
+
+#: standard deviations below this are treated as this when initialising (a constant channel must
+#: not get an enormous scale).
+MIN_STD = 1e-3
+
+
+class ActNorm(Invertible):
+    """Per-channel ``y = (x + b)·s`` with data-dependent initialisation (see the module docstring).
+
+    Example:
+        >>> block = ActNorm((3, 8, 8))
+        >>> y, logdet = block(torch.randn(16, 3, 8, 8) * 5 + 2)   # initialises: y ≈ standardised
+    """
+
+    supported_ranks = (1, 3)
+    initialized: Tensor
+
+    def __init__(self, input_shape: Shape):
+        super().__init__()
+        require_rank("actnorm", input_shape, self.supported_ranks, "put a flatten or reshape before it")
+        self.input_shape = tuple(input_shape)
+        channels = self.input_shape[0]
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("initialized", torch.tensor(False))
+        self._positions = numel(self.input_shape[1:])
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self.initialize(x)
+        y = (x + self._per_channel(self.bias)) * torch.exp(self._per_channel(self.log_scale))
+        return y, self._logdet(x, 1.0)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = y * torch.exp(-self._per_channel(self.log_scale)) - self._per_channel(self.bias)
+        return x, self._logdet(y, -1.0)
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set ``b`` and ``s`` so that this batch ``x`` comes out with zero mean and unit std per
+        channel, and mark the block initialised. Called by the first training-mode forward."""
+        dims = [0, *range(2, x.dim())]
+        self.bias.copy_(-x.mean(dim=dims))
+        self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False).clamp_min(MIN_STD)))
+        self.initialized.fill_(True)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        require_built_shape("actnorm", self.input_shape, input_shape)
+        return self.input_shape
+
+    def describe(self) -> str:
+        return "ActNorm"
+
+    def _per_channel(self, t: Tensor) -> Tensor:
+        """``[C] → [1, C, 1, 1]`` for images, ``[1, D]`` for vectors."""
+        return t.view(1, -1, *([1] * (len(self.input_shape) - 1)))
+
+    def _logdet(self, x: Tensor, sign: float) -> Tensor:
+        return (sign * self._positions * self.log_scale.sum()).expand(x.shape[0])
