@@ -1,1 +1,45 @@
-"""revkit.testing"""
+"""The conformance kit: check that an invertible block honours the revkit contract.
+
+Plugin authors call :func:`check_block` from their own tests; each check is also a public
+function taking a constructed block and an input batch (``check_round_trip``,
+``check_jacobian_logdet``, …). Needs ``hypothesis`` (``pip install revkit[dev]``).
+"""
+
+from revkit.testing.checks import (
+    check_batch_independence,
+    check_gradients,
+    check_jacobian_logdet,
+    check_logdet_cancels,
+    check_output_shape,
+    check_round_trip,
+    check_state_dict,
+    check_train_eval,
+    check_volume_preserving,
+    default_latent,
+    exact_mode,
+)
+from revkit.testing.conformance import ALL, check_block, perturb_parameters
+from revkit.testing.jacobian import brute_force_logdet
+from revkit.testing.strategies import KitError, draw_inputs, params_strategy, shapes_strategy
+
+__all__ = [
+    "ALL",
+    "KitError",
+    "brute_force_logdet",
+    "check_batch_independence",
+    "check_block",
+    "check_gradients",
+    "check_jacobian_logdet",
+    "check_logdet_cancels",
+    "check_output_shape",
+    "check_round_trip",
+    "check_state_dict",
+    "check_train_eval",
+    "check_volume_preserving",
+    "default_latent",
+    "draw_inputs",
+    "exact_mode",
+    "params_strategy",
+    "perturb_parameters",
+    "shapes_strategy",
+]

@@ -1,0 +1,431 @@
+r"""The conformance checks, one public function each.
+
+Every check takes a constructed block (see :mod:`revkit.invertible` for the contract) and a
+batch ``x`` of shape ``[batch, *input_shape]`` in the block's input domain, and raises
+:class:`AssertionError` naming the check and the size of the error when the block breaks the
+contract. None of them changes the block: each works on a deep copy in an explicit mode
+(``eval()`` unless stated). Checks that compare log-dets run the copy in float64 and, for
+blocks with ``exact_logdet = False``, inside the block's ``exact_logdet_mode()``.
+
+Direction: ``forward`` is data → latent, ``y = f(x)``, ``logdet = log|det ∂f/∂x|`` per sample.
+
+Example:
+    >>> from revkit.blocks.split import Split
+    >>> x = torch.randn(3, 4)
+    >>> check_round_trip(Split((4,)), x)
+    >>> check_jacobian_logdet(Split((4,)), x)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from revkit.invertible import Invertible
+from revkit.testing.jacobian import brute_force_logdet
+from revkit.testing.strategies import draw_inputs
+
+#: batch size of the gradient check's re-tries.
+RETRY_BATCH = 64
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def exact_mode(block: Invertible) -> contextlib.AbstractContextManager[object]:
+    """The context in which ``block``'s ``logdet`` is exact.
+
+    Blocks with ``exact_logdet = True`` need none; the others (stochastic estimators) must offer
+    ``exact_logdet_mode()`` returning a context manager.
+
+    Raises:
+        AssertionError: the block declares ``exact_logdet = False`` without that method.
+    """
+    if getattr(block, "exact_logdet", True):
+        return contextlib.nullcontext()
+    method = getattr(block, "exact_logdet_mode", None)
+    if not callable(method):
+        raise AssertionError(
+            f"{type(block).__name__} declares exact_logdet = False but has no exact_logdet_mode() "
+            "method; the contract requires blocks with a stochastic log-det to provide one that "
+            "returns a context manager in which logdet is exact, so it can be checked"
+        )
+    return method()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    """Run with torch's CPU generator seeded, leaving the caller's random state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _copy(block: Invertible, *, train: bool, double: bool = False) -> Invertible:
+    clone = copy.deepcopy(block)
+    clone.train(train)
+    return clone.double() if double else clone
+
+
+def _as(t: Tensor | None, ref: Tensor) -> Tensor | None:
+    return None if t is None else t.to(dtype=ref.dtype) if t.is_floating_point() else t
+
+
+def _rows(t: Tensor | None, i: int) -> Tensor | None:
+    return None if t is None else t[i : i + 1]
+
+
+def _max_abs(a: Tensor, b: Tensor, what: str) -> float:
+    """Largest absolute difference (``inf`` when either has non-finite entries)."""
+    if a.shape != b.shape:
+        raise AssertionError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    diff = (a.detach() - b.detach()).abs()
+    if diff.numel() == 0:
+        return 0.0
+    return float(diff.max()) if bool(torch.isfinite(diff).all()) else float("inf")
+
+
+def _expect(err: float, atol: float, what: str) -> None:
+    if not err <= atol:
+        raise AssertionError(f"{what}: max abs error {err:.3g} > atol {atol:g}")
+
+
+def default_latent(block: Invertible, x: Tensor, context: Tensor | None = None) -> Tensor:
+    r"""Points in the output space to invert: standard normal of the output shape (fixed seed).
+
+    A block that declares an ``input_domain`` may have a restricted output domain too, which the
+    contract does not state; for those the latents are images :math:`f(x)` of the batch rolled by
+    one sample.
+    """
+    with torch.no_grad():
+        image = _copy(block, train=False)(x.roll(1, dims=0), context)[0]
+    if getattr(block, "input_domain", None) is not None:
+        return image
+    out_shape = tuple(image.shape[1:])  # the real one: output_shape has a check of its own
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn((x.shape[0], *out_shape), generator=gen, dtype=x.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# the checks
+# --------------------------------------------------------------------------------------------
+def check_round_trip(
+    block: Invertible,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    atol: float = 1e-5,
+) -> None:
+    """``inverse(forward(x)) ≈ x`` and ``forward(inverse(y)) ≈ y`` (max abs error ≤ ``atol``).
+
+    Runs in ``x``'s dtype (the kit uses float32, the training precision). ``y`` defaults to
+    :func:`default_latent`.
+    """
+    b = _copy(block, train=False)
+    with torch.no_grad():
+        z, _ = b(x, context)
+        x_rec, _ = b.inverse(z, context)
+        _expect(_max_abs(x_rec, x, "round trip"), atol, "round trip: inverse(forward(x)) differs from x")
+        y = default_latent(block, x, context) if y is None else y
+        x_of_y, _ = b.inverse(y, context)
+        y_rec, _ = b(x_of_y, context)
+        _expect(_max_abs(y_rec, y, "round trip"), atol, "round trip: forward(inverse(y)) differs from y")
+
+
+def check_logdet_cancels(
+    block: Invertible, x: Tensor, *, context: Tensor | None = None, atol: float = 1e-6
+) -> None:
+    """``forward``'s log-det at ``x`` plus ``inverse``'s log-det at ``f(x)`` is ≈ 0 (float64)."""
+    b = _copy(block, train=False, double=True)
+    x, context = x.double(), _as(context, x.double())
+    with torch.no_grad(), exact_mode(b), _seeded():
+        y, ld_forward = b(x, context)
+        _, ld_inverse = b.inverse(y, context)
+        err = _max_abs(ld_forward + ld_inverse, torch.zeros_like(ld_forward), "log-dets cancel")
+    _expect(err, atol, "log-dets cancel: forward logdet(x) + inverse logdet(f(x)) is not 0")
+
+
+def check_jacobian_logdet(
+    block: Invertible,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    atol: float = 1e-6,
+    inverse_atol: float | None = None,
+) -> None:
+    r"""``logdet`` equals :math:`\log|\det J|` of the brute-force float64 Jacobian, both ways.
+
+    Forward: the block's ``logdet`` at each ``x_i`` (computed on the whole batch) against
+    ``slogdet(jacrev(f)(x_i))``. Inverse: the inverse's ``logdet`` at each ``y_i`` against
+    ``slogdet(jacrev(f⁻¹)(y_i))``; for blocks with ``analytic_inverse = False`` (iterative
+    inverses, which need not be differentiable) against :math:`-\log|\det J_f(f^{-1}(y_i))|`
+    instead, which is the same quantity. ``inverse_atol`` (default ``atol``) bounds the inverse
+    direction. A singular Jacobian fails.
+    """
+    inverse_atol = atol if inverse_atol is None else inverse_atol
+    y = default_latent(block, x, context) if y is None else y
+    x, y = x.double(), y.double()
+    context = _as(context, x)
+    b = _copy(block, train=False, double=True)
+    with exact_mode(b), _seeded():
+        with torch.no_grad():
+            _, ld_forward = b(x, context)
+            x_of_y, ld_inverse = b.inverse(y, context)
+        truth_forward = _brute_force(b, x, context, inverse=False)
+        if getattr(block, "analytic_inverse", True):
+            truth_inverse = _brute_force(b, y, context, inverse=True)
+        else:
+            truth_inverse = -_brute_force(b, x_of_y, context, inverse=False)
+    _expect(
+        _max_abs(ld_forward, truth_forward, "forward logdet"),
+        atol,
+        "Jacobian: forward logdet differs from log|det ∂f/∂x| of the brute-force float64 Jacobian",
+    )
+    _expect(
+        _max_abs(ld_inverse, truth_inverse, "inverse logdet"),
+        inverse_atol,
+        "Jacobian: inverse logdet differs from log|det ∂f⁻¹/∂y| of the brute-force float64 Jacobian",
+    )
+
+
+def _brute_force(b: Invertible, points: Tensor, context: Tensor | None, inverse: bool) -> Tensor:
+    """Per-sample brute-force log|det J| of ``b`` (or of its inverse) at ``points``."""
+    out = []
+    for i in range(points.shape[0]):
+        ctx = _rows(context, i)
+        call = b.inverse if inverse else b
+        logabsdet, sign = brute_force_logdet(lambda v: call(v, ctx)[0], points[i : i + 1])
+        if float(sign[0]) == 0.0:
+            direction = "inverse" if inverse else "forward"
+            raise AssertionError(f"Jacobian: the brute-force {direction} Jacobian at sample {i} is singular")
+        out.append(logabsdet[0])
+    return torch.stack(out)
+
+
+def _both_ways(
+    module: Invertible, x: Tensor, y: Tensor, context: Tensor | None, train: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(f(x), forward logdet, f⁻¹(y), inverse logdet)`` of a float64 copy in the given mode
+    (a new copy per call, so state a call updates does not leak into the next)."""
+    results: list[Tensor] = []
+    for direction, points in (("forward", x), ("inverse", y)):
+        b = _copy(module, train=train, double=True)
+        call = b if direction == "forward" else b.inverse
+        with torch.no_grad(), exact_mode(b), _seeded():
+            results.extend(call(points, context))
+    out_f, ld_f, out_i, ld_i = results
+    return out_f, ld_f, out_i, ld_i
+
+
+_PARTS = ("forward output", "forward logdet", "inverse output", "inverse logdet")
+
+
+def check_batch_independence(
+    block: Invertible,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    atol: float = 1e-6,
+) -> None:
+    """Changing sample 0 of a batch (and its context) changes no other sample's output or log-det.
+
+    Sample 0 is replaced by the last sample (so it stays in the input domain), in both
+    directions (``y`` defaults to :func:`default_latent`), in eval and in train mode, in float64.
+    Needs a batch of at least 2.
+    """
+    if x.shape[0] < 2:
+        raise ValueError(f"batch independence needs a batch of at least 2 samples, got {x.shape[0]}")
+    y = default_latent(block, x, context) if y is None else y
+    x, y = x.double(), y.double()
+    context = _as(context, x)
+
+    def with_first_replaced(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        changed = t.clone()
+        changed[0] = t[-1]
+        return changed
+
+    changed = (with_first_replaced(x), with_first_replaced(y), with_first_replaced(context))
+    for train in (False, True):
+        mode = "train" if train else "eval"
+        original = _both_ways(block, x, y, context, train)
+        perturbed = _both_ways(block, *changed, train)
+        for part, a, b in zip(_PARTS, original, perturbed):
+            what = f"batch independence ({mode} mode): changing sample 0 changed the {part} of other samples"
+            _expect(_max_abs(a[1:], b[1:], part), atol, what)
+
+
+def check_output_shape(block: Invertible, x: Tensor, *, context: Tensor | None = None) -> None:
+    """``output_shape`` agrees with ``forward``'s output; ``inverse`` restores the input shape;
+    log-dets are ``[batch]``; the number of elements per sample is kept."""
+    b = _copy(block, train=False)
+    in_shape = tuple(x.shape[1:])
+    declared = tuple(block.output_shape(in_shape))
+    with torch.no_grad():
+        y, ld_forward = b(x, context)
+        x_rec, ld_inverse = b.inverse(y, context)
+    batch = x.shape[0]
+    problems = []
+    if tuple(y.shape[1:]) != declared:
+        problems.append(f"output_shape({in_shape}) = {declared} but forward returns {tuple(y.shape[1:])}")
+    if y.shape[0] != batch:
+        problems.append(f"forward returns a batch of {y.shape[0]}, not {batch}")
+    if y[0].numel() != x[0].numel():
+        problems.append(f"forward maps {x[0].numel()} elements per sample to {y[0].numel()}")
+    if tuple(x_rec.shape) != tuple(x.shape):
+        problems.append(f"inverse returns shape {tuple(x_rec.shape)}, not the input's {tuple(x.shape)}")
+    for name, ld in (("forward", ld_forward), ("inverse", ld_inverse)):
+        if tuple(ld.shape) != (batch,):
+            problems.append(f"{name} logdet has shape {tuple(ld.shape)}, not [batch] = ({batch},)")
+    if problems:
+        raise AssertionError("output shape: " + "; ".join(problems))
+
+
+def check_gradients(
+    block: Invertible,
+    x: Tensor,
+    *,
+    context: Tensor | None = None,
+    retries: int = 4,
+    retry_std: float = 0.5,
+    seed: int = 0,
+) -> None:
+    """Every trainable parameter gets a finite, not all-zero gradient from
+    ``loss = Σ y² + Σ logdet`` on the batch (train mode, ``x``'s dtype).
+
+    A parameter with no gradient at all (``None``: unused, detached) or a non-finite one fails at
+    once. An all-zero gradient can also come from the values at hand (a dead ReLU unit in a
+    hidden layer on a small batch), so those parameters are tried again ``retries`` times, each
+    on a fresh batch of ``RETRY_BATCH`` inputs (in the block's ``input_domain``) after adding
+    ``N(0, retry_std²)`` noise to every parameter, and fail only if their gradient is zero
+    every time.
+    """
+    grads = _gradients(copy.deepcopy(block), x, context)
+    missing = [n for n, g in grads.items() if g is None]
+    bad = [n for n, g in grads.items() if g is not None and not bool(torch.isfinite(g).all())]
+    problems = []
+    if missing:
+        problems.append(f"no gradient reaches {', '.join(missing)}")
+    if bad:
+        problems.append(f"non-finite gradient in {', '.join(bad)}")
+    if problems:
+        raise AssertionError("gradients: " + "; ".join(problems))
+    zero = {n for n, g in grads.items() if g is not None and not bool(g.ne(0).any())}
+    gen = torch.Generator().manual_seed(seed)
+    domain = getattr(block, "input_domain", None)
+    for _ in range(retries if zero else 0):
+        redrawn = copy.deepcopy(block)
+        with torch.no_grad():
+            for p in redrawn.parameters():
+                if p.is_floating_point():
+                    p.add_(torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p), alpha=retry_std)
+        batch = draw_inputs(tuple(x.shape[1:]), RETRY_BATCH, gen, domain, x.dtype)
+        ctx = None if context is None else torch.randn(RETRY_BATCH, *context.shape[1:], generator=gen).to(context)
+        retried = _gradients(redrawn, batch, ctx)
+        zero -= {n for n in zero if (g := retried[n]) is not None and bool((g.ne(0) & g.isfinite()).any())}
+    if zero:
+        raise AssertionError(
+            f"gradients: gradient all zero for {', '.join(sorted(zero))} (also on {retries} fresh "
+            f"batches of {RETRY_BATCH} with N(0, {retry_std:g}²) noise on the parameters)"
+        )
+
+
+def _gradients(b: Invertible, x: Tensor, context: Tensor | None) -> dict[str, Tensor | None]:
+    """Gradients of ``Σ y² + Σ logdet`` (train mode) for each trainable parameter of ``b``."""
+    b.train()
+    params = {n: p for n, p in b.named_parameters() if p.requires_grad and p.numel() > 0}
+    if not params:
+        return {}
+    y, logdet = b(x, context)
+    loss = y.pow(2).sum() + logdet.sum()
+    if not loss.requires_grad:
+        return {n: None for n in params}
+    loss.backward()
+    return {n: p.grad for n, p in params.items()}
+
+
+def check_train_eval(
+    block: Invertible,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    atol: float = 1e-6,
+) -> None:
+    """After initialisation, train and eval mode compute the same function and log-det, both
+    ways (float64). ``y`` defaults to :func:`default_latent`."""
+    y = default_latent(block, x, context) if y is None else y
+    x, y = x.double(), y.double()
+    context = _as(context, x)
+    in_train = _both_ways(block, x, y, context, train=True)
+    in_eval = _both_ways(block, x, y, context, train=False)
+    for part, a, b in zip(_PARTS, in_train, in_eval):
+        _expect(_max_abs(a, b, part), atol, f"train/eval: the {part} differs between train and eval mode")
+
+
+def check_state_dict(
+    block: Invertible,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    fresh: Invertible,
+    context: Tensor | None = None,
+    atol: float = 1e-6,
+) -> None:
+    """Loading ``block.state_dict()`` into ``fresh`` (a newly built block of the same
+    configuration, ideally built under another seed) gives the same function and log-det, both
+    ways, in eval and in train mode (float64). ``y`` defaults to :func:`default_latent`."""
+    dtype = next((t.dtype for t in block.state_dict().values() if t.is_floating_point()), x.dtype)
+    loaded = copy.deepcopy(fresh).to(dtype=dtype)
+    try:
+        loaded.load_state_dict(block.state_dict())
+    except (RuntimeError, KeyError) as exc:
+        raise AssertionError(f"state_dict: loading into a freshly built block failed: {exc}") from exc
+    y = default_latent(block, x, context) if y is None else y
+    x, y = x.double(), y.double()
+    context = _as(context, x)
+    for train in (False, True):
+        mode = "train" if train else "eval"
+        original = _both_ways(block, x, y, context, train)
+        reloaded = _both_ways(loaded, x, y, context, train)
+        for part, a, b in zip(_PARTS, original, reloaded):
+            _expect(_max_abs(a, b, part), atol, f"state_dict ({mode} mode): the {part} of the reloaded block differs")
+
+
+def check_volume_preserving(
+    block: Invertible, x: Tensor, *, context: Tensor | None = None, atol: float = 1e-6
+) -> None:
+    """A block that declares ``volume_preserving = True`` returns zero log-dets both ways."""
+    b = _copy(block, train=False, double=True)
+    x = x.double()
+    context = _as(context, x)
+    with torch.no_grad(), exact_mode(b), _seeded():
+        y, ld_forward = b(x, context)
+        _, ld_inverse = b.inverse(y, context)
+    for name, ld in (("forward", ld_forward), ("inverse", ld_inverse)):
+        err = _max_abs(ld, torch.zeros_like(ld), f"{name} logdet")
+        what = f"volume preserving: the block declares volume_preserving = True but its {name} logdet is not 0"
+        _expect(err, atol, what)
+
+
+__all__ = [
+    "check_batch_independence",
+    "check_gradients",
+    "check_jacobian_logdet",
+    "check_logdet_cancels",
+    "check_output_shape",
+    "check_round_trip",
+    "check_state_dict",
+    "check_train_eval",
+    "check_volume_preserving",
+    "default_latent",
+    "exact_mode",
+]

@@ -1,0 +1,23 @@
+"""Shared test configuration: hypothesis profiles and the data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+# CI runs are reproducible (derandomize) and print a blob to replay any failure locally.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
+
+
+@pytest.fixture
+def data_root() -> Path:
+    """Where data sets live: ``$REVKIT_DATA`` when set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("REVKIT_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
