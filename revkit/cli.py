@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,11 +46,13 @@ def one_line(error: BaseException) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from revkit.spec import load_spec
+    from revkit.spec.bundled import resolve_spec
     from revkit.train.run import run_spec
     from revkit.train.trainer import INTERRUPTED
 
-    spec = load_spec(args.spec, args.overrides)
-    outcome = run_spec(spec, Path(args.spec), out=args.out, resume=args.resume)
+    path = resolve_spec(args.spec)
+    spec = load_spec(path, args.overrides)
+    outcome = run_spec(spec, path, out=args.out, resume=args.resume)
     print(outcome.run_dir, flush=True)
     return EXIT_INTERRUPTED if outcome.result.stopped == INTERRUPTED else 0
 
@@ -57,9 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from revkit.build import build
     from revkit.spec import load_spec
+    from revkit.spec.bundled import resolve_spec
     from revkit.summary import fmt_shape, parameter_count
 
-    built = build(load_spec(args.spec, args.overrides))
+    built = build(load_spec(resolve_spec(args.spec), args.overrides))
     count = parameter_count(built.flow) + parameter_count(built.objective)
     print(f"ok: {count:,} parameters, latent shape {fmt_shape(built.flow.latent_shape)} "
           f"(input {fmt_shape(built.flow.input_shape)})")
@@ -69,9 +73,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from revkit.build import build
     from revkit.spec import load_spec
+    from revkit.spec.bundled import resolve_spec
     from revkit.summary import render_inspect
 
-    built = build(load_spec(args.spec, args.overrides))
+    built = build(load_spec(resolve_spec(args.spec), args.overrides))
     print(render_inspect(built.flow))
     return 0
 
@@ -138,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_spec(p: argparse.ArgumentParser) -> None:
-        p.add_argument("spec", metavar="SPEC", help="the spec file (TOML)")
+        p.add_argument("spec", metavar="SPEC",
+                       help="a spec file (TOML), or the name of a bundled spec such as 'mnist_glow'")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                        help="override a spec field, e.g. --set train.steps=100 (repeatable)")
 
@@ -185,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `revkit inspect spec.toml | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,6 +56,11 @@ def _continuation(block: Invertible) -> Invertible | None:
     return then if isinstance(then, Invertible) and hasattr(block, "kept_shape") else None
 
 
+def _is_plain_chain(block: Invertible) -> bool:
+    """A bare :class:`Sequential` is read inline; a block built on it (``GlowStep``) is one row."""
+    return type(block) is Sequential
+
+
 def _blocks(chain: Invertible) -> Iterator[Invertible]:
     """The blocks of a chain in order, reading :class:`Sequential` and continuations inline."""
     members = chain.net if isinstance(chain, Flow) else chain
@@ -63,7 +68,7 @@ def _blocks(chain: Invertible) -> Iterator[Invertible]:
         yield members
         return
     for block in members:
-        if isinstance(block, Sequential):
+        if _is_plain_chain(block):
             yield from _blocks(block)
             continue
         yield block
@@ -89,7 +94,7 @@ def describe(flow: Invertible) -> str:
 def _rows(chain: Sequential, shape: Shape, depth: int, start: int) -> list[LayerRow]:
     rows: list[LayerRow] = []
     for block in chain:
-        if isinstance(block, Sequential):
+        if _is_plain_chain(block):
             rows.extend(_rows(block, shape, depth, start + len(rows)))
             shape = block.output_shape(shape)
             continue
