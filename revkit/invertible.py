@@ -22,6 +22,7 @@ spec. Blocks that use ``context`` set ``conditional = True`` and accept ``contex
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import ClassVar
 
@@ -42,16 +43,21 @@ class NoParams(BlockParams):
 
 
 class Invertible(nn.Module):
-    """Base class of invertible modules. See the module docstring for the contract."""
+    """Base class of invertible modules. See the module docstring for the contract.
+
+    The flags ``exact_logdet``, ``analytic_inverse`` and ``volume_preserving`` state what the
+    conformance kit (:mod:`revkit.testing`) and the trainer may assume about a block.
+    """
 
     #: pydantic model that validates this block's keyword parameters from a spec.
     Params: ClassVar[type[BlockParams]] = NoParams
-    #: ``logdet`` is exact (False for stochastic estimators, which must offer an exact mode).
-    exact_logdet: ClassVar[bool] = True
+    #: ``logdet`` is exact (False for stochastic estimators, which must offer
+    #: :meth:`exact_logdet_mode`). Chains (:class:`~revkit.Sequential`) set it per instance.
+    exact_logdet: bool = True
     #: ``inverse`` is closed-form (False for fixed-point inverses with a tolerance).
-    analytic_inverse: ClassVar[bool] = True
+    analytic_inverse: bool = True
     #: ``logdet`` is identically zero.
-    volume_preserving: ClassVar[bool] = False
+    volume_preserving: bool = False
     #: the block uses ``context`` and its constructor accepts ``context_size``.
     conditional: ClassVar[bool] = False
     #: per-sample ranks the block accepts: 1 for vectors ``(D,)``, 3 for images ``(C, H, W)``.
@@ -64,6 +70,12 @@ class Invertible(nn.Module):
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
+        """A context in which ``logdet`` is computed exactly. Blocks with ``exact_logdet = False``
+        override it (for example with a brute-force Jacobian for small inputs); for exact blocks it
+        changes nothing."""
+        return contextlib.nullcontext()
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """Per-sample output shape; the default is shape-preserving."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 
 from torch import Tensor, nn
@@ -27,6 +28,18 @@ class Sequential(Invertible):
         self._shapes = [self.input_shape]
         for layer in self.layers:
             self._shapes.append(tuple(layer.output_shape(self._shapes[-1])))
+        # a chain is only as exact, analytic and volume-preserving as its least member
+        blocks = [layer for layer in self.layers if isinstance(layer, Invertible)]
+        self.exact_logdet = all(b.exact_logdet for b in blocks)
+        self.analytic_inverse = all(b.analytic_inverse for b in blocks)
+        self.volume_preserving = all(b.volume_preserving for b in blocks)
+
+    def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
+        """Every member's exact mode at once."""
+        stack = contextlib.ExitStack()
+        for layer in self.layers:
+            stack.enter_context(layer.exact_logdet_mode())
+        return stack
 
     @property
     def shapes(self) -> list[Shape]:

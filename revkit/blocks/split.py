@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -28,7 +30,6 @@ class Split(Invertible):
     multi-scale latent: the pieces factored out earlier come first.
     """
 
-    volume_preserving = False
     Params = SplitParams
 
     def __init__(self, input_shape: Shape, fraction: float = 0.5, then: Invertible | None = None):
@@ -45,11 +46,18 @@ class Split(Invertible):
         self.fraction = fraction
         self.kept_shape: Shape = (channels - self.factored, *self.input_shape[1:])
         self.factored_shape: Shape = (self.factored, *self.input_shape[1:])
-        self.then: Invertible | None = then
+        self.then: Invertible | None = None
+        if then is not None:
+            self.attach(then)
 
     def attach(self, then: Invertible) -> None:
         """Set the continuation (the blocks after the split), which takes :attr:`kept_shape`."""
         self.then = then
+        self.exact_logdet = then.exact_logdet
+        self.analytic_inverse = then.analytic_inverse
+
+    def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext() if self.then is None else self.then.exact_logdet_mode()
 
     def _then_shape(self) -> Shape:
         return self.kept_shape if self.then is None else tuple(self.then.output_shape(self.kept_shape))
