@@ -504,3 +504,65 @@ def test_resuming_drops_metric_lines_written_after_the_checkpoint(tmp_path: Any)
         f.write('{"step": 40, "lo')  # torn by a crash
     log.truncate_after(20)
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [10, 20]
+
+
+# -- hooks for objectives with phases and priors with constraints ----------------------------
+
+
+class Phased(TwoPlayer):
+    """Only the model for the first two steps, then critic, critic, model."""
+
+    def updates_at(self, step: int) -> list[str]:
+        return ["model"] if step < 2 else ["critic", "critic", "model"]
+
+
+def test_updates_at_lets_an_objective_switch_phases_and_repeat_updates() -> None:
+    objective = Phased()
+    trainer = trainer_for(make_flow(), objective, gaussian_data(), steps=4, lr=0.01)
+    trainer.fit()
+    assert objective.calls == ["model", "model"] + ["critic", "critic", "model"] * 2
+
+
+class ClampedMeanPrior(LearnedMeanGaussian):
+    """A prior whose mean must stay ≤ 0; it wants 100 encodings for its initialisation."""
+
+    init_samples = 100
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__(shape, init=False)
+        self.after_step_calls = 0
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.after_step_calls += 1
+        self.mean.clamp_(max=0.0)
+
+
+def test_the_prior_is_projected_after_every_optimizer_step() -> None:
+    prior = ClampedMeanPrior((2,))
+    trainer = trainer_for(make_flow(prior=prior), Nll(), gaussian_data(mean=3.0), steps=6)
+    trainer.fit()
+    assert prior.after_step_calls == 6
+    assert float(prior.mean.max()) <= 0.0  # the data pull it up; the projection holds it at 0
+
+
+class RecordingNll(Nll):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[Tensor] = []
+
+    def losses(self, model: Flow, batch: Any, update: str = "model") -> Losses:
+        self.batches.append(batch[0].clone())
+        return super().losses(model, batch, update)
+
+
+def test_a_prior_that_asks_for_more_encodings_gets_them_without_changing_the_batch_order() -> None:
+    data = gaussian_data(n=256)
+    plain, asking = RecordingNll(), RecordingNll()
+    trainer_for(make_flow(prior=LearnedMeanGaussian((2,), init=False)), plain, data, steps=5).fit()
+    prior = ClampedMeanPrior((2,))
+    trainer_for(make_flow(prior=prior), asking, data, steps=5).fit()
+    z, y = prior.init_calls[0]
+    assert z.shape[0] == 100 and y is not None and y.shape[0] == 100
+    assert len(plain.batches) == len(asking.batches) == 5
+    assert all(torch.equal(a, b) for a, b in zip(plain.batches, asking.batches))

@@ -46,8 +46,15 @@ class Objective(nn.Module):
         """Called once after the model is built, before training (shapes, data kind, …)."""
 
     def update_order(self) -> list[str]:
-        """Names of the parameter groups updated each step, in order."""
+        """Every parameter group this objective updates, each once, in their order within a step.
+        The trainer makes one optimizer per name."""
         return ["model"]
+
+    def updates_at(self, step: int) -> list[str]:
+        """The updates of step ``step`` (0-based), in order; names may repeat (several critic
+        updates per step). Called once per step before its updates, so an objective with phases
+        can switch on ``step`` here. The default is :meth:`update_order`."""
+        return self.update_order()
 
     def parameter_groups(self, model: Flow) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters per update name; ``"model"`` covers the flow and its prior."""

@@ -33,6 +33,8 @@ class Prior(nn.Module):
     Params: ClassVar[type[PriorParams]] = PriorParams
     #: one component per class: ``log_prob`` and ``rsample`` use the labels ``y``.
     conditional: ClassVar[bool] = False
+    #: how many training encodings :meth:`init_from_data` wants (0: the first batch's are enough).
+    init_samples: int = 0
 
     def __init__(self, shape: Shape):
         super().__init__()
@@ -73,8 +75,14 @@ class Prior(nn.Module):
 
     @torch.no_grad()
     def init_from_data(self, z: Tensor, y: Tensor | None = None) -> None:
-        """Data-dependent initialisation from the untrained network's encodings ``z``; the default
-        does nothing. Priors that use it override it (the trainer calls it once, before step 1)."""
+        """Data-dependent initialisation from the untrained network's encodings ``z`` (at least
+        :attr:`init_samples` of them) and their labels; the default does nothing. The trainer calls
+        it once, before step 1 of a fresh run."""
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Called by the trainer after every optimizer step: project the parameters back onto their
+        constraints (e.g. std ≥ 0). The default does nothing."""
 
     # -- to implement -------------------------------------------------------------------------
     def _log_prob(self, z: Tensor, y: Tensor | None) -> Tensor:

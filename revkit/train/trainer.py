@@ -1,13 +1,14 @@
 r"""The training loop: optimizers per parameter group, schedules, clipping, logging, checkpoints.
 
-One *step* runs every update the objective names, in order; for each group ``g`` of
-``objective.update_order()``:
+One *step* runs the updates the objective names for it, in order; for each group ``g`` of
+``objective.updates_at(step)`` (by default ``objective.update_order()``; objectives with phases or
+several critic updates per step return other lists):
 
 1. zero ``g``'s gradients,
 2. ``out = objective.losses(flow, batch, update=g)``,
 3. ``out.loss.backward()``,
 4. clip ``g``'s gradients to global norm ``grad_clip`` (when > 0),
-5. step ``g``'s Adam optimizer,
+5. step ``g``'s Adam optimizer, then ``flow.prior.after_step()`` (constraints such as std ≥ 0),
 
 and then every group's learning-rate schedule advances by one. Before the first step of a fresh run
 the trainer runs one forward pass over a training batch in train mode (data-dependent
@@ -131,21 +132,44 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
     @torch.no_grad()
     def initialize(self) -> None:
-        """Data-dependent initialisation: a forward pass in train mode on the first training batch,
-        then ``flow.prior.init_from_data`` on its encodings."""
+        """Data-dependent initialisation: a forward pass in train mode on the first training batch
+        (actnorm and the like), then ``flow.prior.init_from_data`` on encodings of at least
+        ``prior.init_samples`` training examples (the first batch's when it asks for fewer)."""
         x, y = to_device(self.stream.peek(), self.device)[:2]
         self.flow.train()
         z, _ = self.flow(x, self.flow.context(y))
-        if self.flow.prior is not None:
-            self.flow.prior.init_from_data(z, y)
+        prior = self.flow.prior
+        if prior is not None:
+            z, y = self._encodings(int(getattr(prior, "init_samples", 0)), z, y)
+            prior.init_from_data(z, y)
         self.initialized = True
+
+    @torch.no_grad()
+    def _encodings(self, wanted: int, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encodings of ``wanted`` training examples (at least the first batch's), in eval mode,
+        drawn in a seeded order that leaves the training stream's order unchanged."""
+        if wanted <= z.shape[0]:
+            return z, y
+        codes, labels, count = [], [], 0
+        self.flow.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.settings.seed)
+            for batch in self.stream.loader:
+                bx, by = to_device(batch, self.device)[:2]
+                codes.append(self.flow(bx, self.flow.context(by))[0])
+                labels.append(by)
+                count += bx.shape[0]
+                if count >= wanted:
+                    break
+        self.flow.train()
+        return torch.cat(codes)[:wanted], torch.cat(labels)[:wanted]
 
     def train_step(self, batch: Any) -> dict[str, float]:
         """Run every update of one step on ``batch``; returns the losses and metrics by logged name."""
         self.flow.train()
         self.objective.train()
         values: dict[str, float] = {}
-        for group in self.order:
+        for group in self.objective.updates_at(self.step):
             optimizer = self.optimizers[group]
             optimizer.zero_grad(set_to_none=True)
             out = self.objective.losses(self.flow, batch, update=group)
@@ -162,6 +186,8 @@ class Trainer:
                 params = [p for pg in optimizer.param_groups for p in pg["params"]]
                 torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
+            if self.flow.prior is not None:
+                self.flow.prior.after_step()
             prefix = self._prefix(group)
             values[f"{prefix}loss"] = float(loss.detach())
             values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
@@ -212,7 +238,7 @@ class Trainer:
                     rate = images / max(now - last_tick, 1e-9) if rate == 0 else \
                         0.9 * rate + 0.1 * images / max(now - last_tick, 1e-9)
                     last_tick = now
-                    progress.update(self.step, values[f"{self._prefix(self.order[0])}loss"], rate)
+                    progress.update(self.step, values.get("loss", next(iter(values.values()), float("nan"))), rate)
                     if self.step % log_every == 0 or self.step == total:
                         record = {"step": self.step, **window.pop(), **self.current_lrs(),
                                   "images_per_s": window_images / max(now - window_start, 1e-9),
