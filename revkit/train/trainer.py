@@ -21,6 +21,7 @@ Logged names: the first group's loss is ``loss`` and its metrics keep their name
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +192,11 @@ class Trainer:
             prefix = self._prefix(group)
             values[f"{prefix}loss"] = float(loss.detach())
             values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():
+            # a group that sat this step out (a phase without the critic) still follows the schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         return values
 
     def current_lrs(self) -> dict[str, float]:
