@@ -79,6 +79,17 @@ class Prior(nn.Module):
         :attr:`init_samples` of them) and their labels; the default does nothing. The trainer calls
         it once, before step 1 of a fresh run."""
 
+    def active_dims(self, y: Tensor | None = None) -> Tensor:
+        """Boolean mask ``[batch or 1, *shape]`` of the latent dimensions the prior lets vary (std > 0)
+        for labels ``y``; all True by default. Priors whose stds can collapse to zero (the paper's
+        per-class Gaussians) override it."""
+        return torch.ones((1, *self.shape), dtype=torch.bool, device=self._device())
+
+    def restrict(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """``z`` with every inactive dimension clamped to the prior's mean (for labels ``y``): the
+        latent the prior can actually produce. The default keeps ``z`` (every dimension is active)."""
+        return z
+
     @torch.no_grad()
     def after_step(self) -> None:
         """Called by the trainer after every optimizer step: project the parameters back onto their
