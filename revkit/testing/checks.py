@@ -48,10 +48,11 @@ def exact_mode(block: Invertible) -> contextlib.AbstractContextManager[object]:
     if getattr(block, "exact_logdet", True):
         return contextlib.nullcontext()
     method = getattr(block, "exact_logdet_mode", None)
-    if not callable(method):
+    inherited = getattr(type(block), "exact_logdet_mode", None) is Invertible.exact_logdet_mode
+    if not callable(method) or inherited:
         raise AssertionError(
             f"{type(block).__name__} declares exact_logdet = False but has no exact_logdet_mode() "
-            "method; the contract requires blocks with a stochastic log-det to provide one that "
+            "of its own (Invertible's default changes nothing); the contract requires blocks with a stochastic log-det to provide one that "
             "returns a context manager in which logdet is exact, so it can be checked"
         )
     return method()

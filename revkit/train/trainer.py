@@ -20,6 +20,7 @@ Logged names: the first group's loss is ``loss`` and its metrics keep their name
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Iterable
@@ -194,7 +195,7 @@ class Trainer:
             values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
         with warnings.catch_warnings():
             # a group that sat this step out (a phase without the critic) still follows the schedule
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             for scheduler in self.schedulers.values():
                 scheduler.step()
         return values
