@@ -7,6 +7,7 @@
     revkit inspect SPEC [--set k=v]…                      compact graph and per-layer table
     revkit plugins [--json]                               loaded plugins, what they registered, failures
     revkit schema                                         JSON Schema of spec files
+    revkit new-plugin NAME [--dir DIR]                    write the skeleton of a plugin distribution revkit-NAME
     revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
@@ -110,6 +111,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from revkit.plugin_template import write_plugin_skeleton
+
+    root = write_plugin_skeleton(args.name, Path(args.dir))
+    print(f"wrote {root}; next: pip install -e {root} && python -m pytest {root / 'tests'}")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from revkit.eval.sample_run import sample_run
 
@@ -177,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution revkit-NAME")
+    p.add_argument("name", metavar="NAME", help="the plugin's name, a lower-case identifier such as 'splines'")
+    p.add_argument("--dir", default=".", help="where to create the folder revkit-NAME (default: here)")
+    p.set_defaults(func=cmd_new_plugin)
     return parser
 
 

@@ -406,6 +406,11 @@ SPECS = sorted((REPO / "specs").glob("*.toml"))
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_every_shipped_spec_validates_and_builds(path: Path):
+    regs = get_registries()
+    missing = {name: dist for name, dist in regs.block_hints.items()
+               if name not in regs.blocks and f'"{name}"' in path.read_text()}
+    if missing:  # CI installs every plugin the shipped specs use, so there these always run
+        pytest.skip(f"{path.name} needs plugin distribution(s) {sorted(set(missing.values()))}")
     spec = load_spec(path, registries=get_registries())
     out = build(spec, registries=get_registries())
     assert out.flow.latent_shape == out.flow.prior.shape

@@ -37,3 +37,14 @@ BUILTIN_BLOCKS = {
 def register_blocks(register: Register) -> None:
     for name, block in BUILTIN_BLOCKS.items():
         register(name, block)
+
+
+#: blocks that other distributions provide (name → distribution), so a spec naming one that is not
+#: installed gets "pip install …" advice.
+BLOCK_HINTS = {"rq_spline_coupling": "revkit-splines"}
+
+
+@hookimpl
+def register_block_hints(register: Register) -> None:
+    for name, distribution in BLOCK_HINTS.items():
+        register(name, distribution)

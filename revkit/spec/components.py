@@ -38,10 +38,12 @@ def unknown_component(
     label = spec_cls.LABEL
     names = registry.names()
     installed = ", ".join(f"'{n}'" for n in names) if names else "(none)"
-    message = f"unknown {label} '{name}'{did_you_mean(name, names)}; installed {label}s: {installed}"
     if spec_cls.REGISTRY == "blocks" and name in registries.block_hints:
         dist = registries.block_hints[name]
-        message += f"; '{name}' is provided by the plugin distribution '{dist}' (pip install {dist})"
+        message = (f"{label} '{name}' is not installed: it is provided by the plugin distribution "
+                   f"'{dist}' (pip install {dist}); installed {label}s: {installed}")
+    else:
+        message = f"unknown {label} '{name}'{did_you_mean(name, names)}; installed {label}s: {installed}"
     return SpecError(format_path((*path, spec_cls.NAME_KEY)), message)
 
 

@@ -1,0 +1,179 @@
+"""``revkit new-plugin NAME``: write the skeleton of a third-party plugin distribution.
+
+The skeleton is a complete, installable distribution ``revkit-NAME`` with one working block,
+``NAME_coupling`` (an additive coupling on vectors, log-det 0), its hook module, a conformance test that
+calls :func:`revkit.testing.check_block` and a README::
+
+    revkit-NAME/
+      pyproject.toml                   entry point  [project.entry-points.revkit]  NAME = "revkit_NAME.plugin"
+      README.md
+      src/revkit_NAME/__init__.py
+      src/revkit_NAME/coupling.py      the block: replace its maths with yours
+      src/revkit_NAME/plugin.py        the hook: register("NAME_coupling", …)
+      tests/test_conformance.py        check_block("NAME_coupling")
+
+``pip install -e revkit-NAME && python -m pytest revkit-NAME/tests`` passes as written. CONTRIBUTING.md
+walks on from there, with ``plugins/revkit-splines`` as the worked example of a real block.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from revkit import __version__
+from revkit.errors import RevkitError
+
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_") if part)
+
+
+def _files(name: str) -> dict[str, str]:
+    """Relative path → text of every file in the skeleton of plugin ``name``."""
+    package = f"revkit_{name}"
+    block = f"{name}_coupling"
+    cls = f"{_camel(name)}Coupling"
+    major_minor = ".".join(__version__.split(".")[:2])
+    return {
+        "pyproject.toml": f'''[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "revkit-{name}"
+version = "0.1.0"
+description = "revkit plugin: the block {block}"
+readme = "README.md"
+requires-python = ">=3.11"
+dependencies = ["revkit>={major_minor}"]
+
+[project.optional-dependencies]
+test = ["revkit[testing]"]
+
+# The entry-point name ({name}) is the plugin's name in `revkit plugins` and REVKIT_LOAD_PLUGINS;
+# the value is the module that implements the hooks.
+[project.entry-points.revkit]
+{name} = "{package}.plugin"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+''',
+        "README.md": f'''# revkit-{name}
+
+A revkit plugin that registers the block `{block}`.
+
+```bash
+pip install -e .                  # then: revkit plugins   (lists "{name}" and "{block}")
+python -m pytest tests            # the conformance kit
+```
+
+In a spec:
+
+```toml
+[[model.layers]]
+block = "{block}"
+hidden = 64
+```
+''',
+        f"src/{package}/__init__.py": f'''"""revkit-{name}: a revkit plugin registering the block ``{block}``."""
+
+from {package}.coupling import {cls}
+
+__all__ = ["{cls}"]
+''',
+        f"src/{package}/coupling.py": f'''r"""``{block}``: an additive coupling on vectors.
+
+With ``x = [x1, x2]`` split in halves, :math:`y = [x_1,\\ x_2 + t(x_1)]`, so
+:math:`\\log|\\det ∂y/∂x| = 0`; the inverse is :math:`x_2 = y_2 - t(y_1)`. Replace the maths with yours.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from revkit import BlockParams, Invertible, ShapeError
+
+
+class {cls}Params(BlockParams):
+    hidden: int = Field(64, gt=0, description="width of the conditioner network")
+
+
+class {cls}(Invertible):
+    """``forward(x [batch, D]) -> (y [batch, D], logdet [batch])``, data → latent."""
+
+    Params = {cls}Params
+    volume_preserving = True
+    supported_ranks = (1,)
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int = 64):
+        super().__init__()
+        if len(input_shape) != 1 or input_shape[0] < 2:
+            raise ShapeError(f"{block} takes vectors (D,) with D ≥ 2, got {{tuple(input_shape)}}")
+        d = input_shape[0]
+        self.half = d // 2
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(self.half, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d - self.half)
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x1, x2 = x[:, : self.half], x[:, self.half :]
+        return torch.cat([x1, x2 + self.net(x1)], 1), self.zero_logdet(x)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y1, y2 = y[:, : self.half], y[:, self.half :]
+        return torch.cat([y1, y2 - self.net(y1)], 1), self.zero_logdet(y)
+''',
+        f"src/{package}/plugin.py": f'''"""The hooks revkit calls (the module named by the entry point)."""
+
+from revkit.plugins import hookimpl
+
+from {package}.coupling import {cls}
+
+
+@hookimpl
+def register_blocks(register):
+    register("{block}", {cls})
+''',
+        "tests/test_conformance.py": f'''"""``{block}`` honours the revkit block contract (revkit's conformance kit)."""
+
+from revkit.testing import check_block
+
+
+def test_{block}_conforms():
+    check_block("{block}", shapes=[(2,), (6,)])
+''',
+    }
+
+
+def write_plugin_skeleton(name: str, parent: Path) -> Path:
+    """Write the skeleton of plugin ``name`` into ``parent/revkit-NAME`` and return that folder.
+
+    Raises:
+        RevkitError: ``name`` is not a lower-case identifier (``[a-z][a-z0-9_]*``), or the folder exists.
+    """
+    if not NAME_PATTERN.fullmatch(name):
+        raise RevkitError(
+            f"plugin name {name!r}: use a lower-case identifier such as 'splines' or 'my_blocks' "
+            "(letters, digits, underscores; starting with a letter)"
+        )
+    root = Path(parent) / f"revkit-{name}"
+    if root.exists():
+        raise RevkitError(f"{root} already exists; choose another name or folder (--dir)")
+    for relative, text in _files(name).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+def skeleton_paths(name: str) -> list[str]:
+    """The files the skeleton of ``name`` holds, relative to its folder."""
+    return sorted(_files(name))
+
+
+__all__ = ["NAME_PATTERN", "skeleton_paths", "write_plugin_skeleton"]
