@@ -5,39 +5,93 @@ Written files:
 * ``metrics.json`` — ``test_<metric>`` for every metric of ``objective.evaluate`` (mean over the test
   split or ``eval.test_batches`` batches), ``main_metric`` (which of them summarises the run),
   ``test_samples``, ``max_reconstruction_error`` (``max |decode(encode(x)) − x|`` over one test
-  batch), and the budget the caller passes (steps, seconds, device, parameters, why it stopped);
-* ``samples.png`` — ``eval.samples`` samples at ``eval.temperature`` (a row per class for
-  class-conditional models); for 2-D data a scatter of samples over test points (none when
-  ``eval.samples = 0``);
-* ``reconstructions.png`` — ``eval.reconstructions`` test images over their reconstructions
-  (images only; none when ``eval.reconstructions = 0``);
+  batch), ``active_dims_per_class`` (how many latent dimensions the prior keeps active, per class;
+  one number for an unconditional prior), ``pictures`` (the PNGs written), the scores of
+  ``eval.scores`` (below), and the budget the caller passes (steps, seconds, device, parameters,
+  why it stopped). A picture or score that was asked for (or is a default) but cannot be made is
+  listed with the reason under ``pictures_skipped`` or ``scores_unavailable`` — never dropped silently;
+* ``samples.png`` — ``eval.samples`` samples at ``eval.temperature``; a labelled row per class for
+  class-conditional models; for 2-D data a scatter of samples over test points;
+* ``reconstructions.png`` — ``eval.reconstructions`` test images over their reconstructions; when
+  the prior restricts latents (:meth:`revkit.priors.base.Prior.restrict`) three labelled rows:
+  original / restricted / full (:mod:`revkit.eval.restricted`);
+* ``interpolations.png`` — :mod:`revkit.eval.interpolation`;
+* ``dimension_sweeps.png`` — :mod:`revkit.eval.dimension_sweep`;
+* ``prior_stds.png`` — :mod:`revkit.eval.prior_stds`;
 * ``density.png`` — for 2-D data, the model density on a grid;
 * ``training_curve.png`` — from the training records.
+
+``eval.pictures`` picks the pictures; left out, image models get ``samples`` and
+``reconstructions``, and class-conditional ones also ``interpolations``, ``dimension_sweeps`` and
+``prior_stds``. Scores (``eval.scores``, none by default), computed on ``eval.score_samples``
+samples balanced over the classes:
+
+* ``mnist_classifier`` → ``sample_class_accuracy``, ``fid_mnist_classifier``,
+  ``mnist_classifier_test_accuracy``, ``score_samples`` (:mod:`revkit.eval.classifier_scores`;
+  needs the run's MNIST data source);
+* ``inception`` → ``fid_inception`` (:mod:`revkit.eval.inception`; needs torch-fidelity and its
+  weights on disk).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from revkit.data.base import DataSource
+from revkit.eval.classifier_scores import CLASSIFIER_SCORES, classifier_unavailable, mnist_classifier_scores
 from revkit.eval.curve import write_training_curve
+from revkit.eval.dimension_sweep import write_dimension_sweeps
+from revkit.eval.inception import fid_inception, unavailable_reason
+from revkit.eval.interpolation import choose_pairs, write_interpolations
+from revkit.eval.labelled_grid import write_labelled_rows
 from revkit.eval.likelihood import evaluate_split, to_device
 from revkit.eval.plots2d import write_density
+from revkit.eval.prior_components import active_dims_per_class, component_means, component_stds, restricts
+from revkit.eval.prior_stds import write_prior_stds
 from revkit.eval.reconstruction import reconstruct, write_reconstructions
-from revkit.eval.samples import is_2d, write_samples
+from revkit.eval.restricted import restricted_reconstructions, write_restricted_reconstructions
+from revkit.eval.samples import class_count, draw_samples, is_2d, write_samples
+from revkit.eval.score_samples import draw_score_samples
 from revkit.flow import Flow
 from revkit.objectives.base import Objective
+from revkit.spec.models import EvalSpec
 from revkit.train.settings import EvalSettings
 
 METRICS_JSON = "metrics.json"
 #: test points drawn for the 2-D plots.
 POINTS_2D = 2000
+#: the pictures of class-conditional models beyond samples and reconstructions.
+CONDITIONAL_PICTURES = ["interpolations", "dimension_sweeps", "prior_stds"]
+
+#: the scores in metrics.json that each entry of eval.scores gives.
+SCORE_NAMES = {"mnist_classifier": CLASSIFIER_SCORES, "inception": ("fid_inception",)}
+
+Log = Callable[[str], None]
+
+
+def setting(settings: EvalSettings, name: str) -> Any:
+    """``settings.<name>``, or the ``[eval]`` default for settings objects that predate the field."""
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    return EvalSpec.model_fields[name].get_default(call_default_factory=True)
+
+
+def chosen_pictures(settings: EvalSettings, flow: Flow) -> tuple[list[str], bool]:
+    """The pictures to write, and whether the spec listed them (else they are the defaults)."""
+    given = setting(settings, "pictures")
+    if given is not None:
+        return list(given), True
+    if is_2d(flow):
+        return ["samples"], False
+    return ["samples", "reconstructions"] + (CONDITIONAL_PICTURES if class_count(flow) else []), False
 
 
 def _first_batch(loader: Iterable[Any], device: torch.device) -> tuple[Tensor, Tensor]:
@@ -65,6 +119,120 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def write_class_samples(flow: Flow, path: Path, n: int, temperature: float) -> Path:
+    """Class-conditional samples as a labelled row per class (``⌈n / classes⌉`` per row)."""
+    images, per_row = draw_samples(flow, n, temperature)
+    rows = list(images.split(per_row))
+    return write_labelled_rows(rows, [f"class {k}" for k in range(len(rows))], path,
+                               title=f"samples, a row per class (T = {temperature:g})")
+
+
+class _Pictures:
+    """Writes the image pictures of one evaluation and records what was written or skipped."""
+
+    def __init__(self, flow: Flow, settings: EvalSettings, run_dir: Path, x: Tensor, y: Tensor, x_hat: Tensor):
+        self.flow, self.settings, self.run_dir = flow, settings, run_dir
+        self.x, self.y, self.x_hat = x, y, x_hat
+        self.written: list[str] = []
+        self.skipped: dict[str, str] = {}
+
+    def make(self, name: str) -> None:
+        path = self.run_dir / f"{name}.png"
+        reason = getattr(self, f"_{name}")(path)
+        if reason:
+            self.skipped[name] = reason
+        else:
+            self.written.append(path.name)
+
+    def _samples(self, path: Path) -> str:
+        n, temperature = int(setting(self.settings, "samples")), float(setting(self.settings, "temperature"))
+        if n <= 0:
+            return "eval.samples = 0"
+        if class_count(self.flow):
+            write_class_samples(self.flow, path, n, temperature)
+        else:
+            write_samples(self.flow, path, n, temperature)
+        return ""
+
+    def _reconstructions(self, path: Path) -> str:
+        k = int(setting(self.settings, "reconstructions"))
+        if k <= 0:
+            return "eval.reconstructions = 0"
+        if restricts(self.flow.prior):
+            restricted, full = restricted_reconstructions(self.flow, self.x[:k], self.y[:k])
+            write_restricted_reconstructions(self.x[:k], restricted, full, path)
+        else:
+            write_reconstructions(self.x[:k], self.x_hat[:k], path)
+        return ""
+
+    def _interpolations(self, path: Path) -> str:
+        pairs = choose_pairs(self.y, int(setting(self.settings, "interpolation_pairs")))
+        if not pairs:
+            return "the first test batch has no two images to interpolate between"
+        write_interpolations(self.flow, self.x, self.y, pairs, int(setting(self.settings, "interpolation_steps")),
+                             path)
+        return ""
+
+    def _dimension_sweeps(self, path: Path) -> str:
+        stds, why = component_stds(self.flow.prior)
+        means, why_means = component_means(self.flow.prior)
+        if stds is None or means is None:
+            return why or why_means
+        write_dimension_sweeps(self.flow, means, stds, int(setting(self.settings, "sweep_dims")),
+                               int(setting(self.settings, "sweep_steps")), path)
+        return ""
+
+    def _prior_stds(self, path: Path) -> str:
+        stds, why = component_stds(self.flow.prior)
+        if stds is None:
+            return why
+        prior = self.flow.prior
+        assert prior is not None
+        write_prior_stds(stds, path, active_dims_per_class(prior), conditional=prior.conditional)
+        return ""
+
+
+def compute_scores(flow: Flow, settings: EvalSettings, test_loader: Iterable[Any], source: DataSource | None,
+                   device: torch.device, log: Log) -> tuple[dict[str, Any], dict[str, str]]:
+    """The scores of ``eval.scores`` and the reasons of those that could not be computed."""
+    wanted = list(setting(settings, "scores"))
+    values: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    if not wanted:
+        return values, unavailable
+    if is_2d(flow):
+        return values, {score: "the data are 2-D points, not images" for name in wanted for score in SCORE_NAMES[name]}
+    if "mnist_classifier" in wanted:
+        reason = classifier_unavailable(source, tuple(flow.input_shape))
+        if reason:
+            unavailable.update(dict.fromkeys(CLASSIFIER_SCORES, reason))
+            wanted.remove("mnist_classifier")
+    weights: Path | None = None
+    if "inception" in wanted:
+        weights, reason = unavailable_reason(setting(settings, "inception_weights"))
+        if weights is None:
+            unavailable["fid_inception"] = reason
+            wanted.remove("inception")
+    if not wanted:
+        return values, unavailable
+    n, temperature = int(setting(settings, "score_samples")), float(setting(settings, "temperature"))
+    log(f"drawing {n} samples for the scores")
+    samples, intended = draw_score_samples(flow, n, temperature)
+    if "mnist_classifier" in wanted:
+        scores = mnist_classifier_scores(samples, intended, source, log=log, device=device)
+        values.update(scores.values)
+        unavailable.update(scores.unavailable)
+    if weights is not None:
+        reference = _points(test_loader, n)
+        log(f"Inception FID on {n} samples and {reference.shape[0]} test images")
+        values["fid_inception"] = fid_inception(samples, reference, weights, device)
+    return values, unavailable
+
+
 def evaluate_run(
     flow: Flow,
     objective: Objective,
@@ -74,8 +242,16 @@ def evaluate_run(
     device: torch.device,
     budget: dict[str, Any],
     records: Sequence[dict[str, Any]] = (),
+    source: DataSource | None = None,
+    log: Log | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write the files listed in the module docstring, and return ``metrics.json``'s content."""
+    """Evaluate, write the files listed in the module docstring, and return ``metrics.json``'s content.
+
+    Args:
+        source: the run's data source; the ``mnist_classifier`` score trains its classifier on it.
+        log: receives progress lines (the classifier's training, …); default: standard error.
+    """
+    log = log or _stderr
     run_dir = Path(run_dir)
     means, count = evaluate_split(flow, objective, test_loader, device, int(settings.test_batches))
     metrics: dict[str, Any] = {f"test_{k}": v for k, v in means.items()}
@@ -85,18 +261,39 @@ def evaluate_run(
     x, y = _first_batch(test_loader, device)
     x_hat, error = reconstruct(flow, x, y)
     metrics["max_reconstruction_error"] = error
-    n, temperature, k = int(settings.samples), float(settings.temperature), int(settings.reconstructions)
+    active = active_dims_per_class(flow.prior)
+    if active is not None:
+        metrics["active_dims_per_class"] = active
+
+    names, _ = chosen_pictures(settings, flow)
+    pictures = _Pictures(flow, settings, run_dir, x, y, x_hat)
     if is_2d(flow):
         points = _points(test_loader, POINTS_2D)
-        if n > 0:
-            write_samples(flow, run_dir / "samples.png", n, temperature, points)
+        n = int(setting(settings, "samples"))
+        for name in names:
+            if name != "samples":
+                pictures.skipped[name] = "the data are 2-D points, not images"
+            elif n <= 0:
+                pictures.skipped[name] = "eval.samples = 0"
+            else:
+                write_samples(flow, run_dir / "samples.png", n, float(settings.temperature), points)
+                pictures.written.append("samples.png")
         write_density(flow, run_dir / "density.png", points)
+        pictures.written.append("density.png")
     else:
-        if n > 0:
-            write_samples(flow, run_dir / "samples.png", n, temperature)
-        if k > 0:
-            write_reconstructions(x[:k], x_hat[:k], run_dir / "reconstructions.png")
+        for name in names:
+            pictures.make(name)
     write_training_curve(records, run_dir / "training_curve.png")
+    pictures.written.append("training_curve.png")
+    metrics["pictures"] = pictures.written
+    if pictures.skipped:
+        metrics["pictures_skipped"] = pictures.skipped
+
+    scores, unavailable = compute_scores(flow, settings, test_loader, source, device, log)
+    metrics.update(scores)
+    if unavailable:
+        metrics["scores_unavailable"] = unavailable
     metrics.update(budget)
     write_json(run_dir / METRICS_JSON, metrics)
     return metrics
+

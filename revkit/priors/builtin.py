@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from revkit.plugins.hookspecs import Register, hookimpl
+from revkit.priors.active_gaussian import ActiveGaussian
 from revkit.priors.class_gaussian import ClassGaussian
 from revkit.priors.diagonal_gaussian import DiagonalGaussian
 from revkit.priors.gaussian_mixture import GaussianMixture
@@ -15,3 +16,4 @@ def register_priors(register: Register) -> None:
     register("diagonal_gaussian", DiagonalGaussian)
     register("class_gaussian", ClassGaussian)
     register("gaussian_mixture", GaussianMixture)
+    register("active_gaussian", ActiveGaussian)

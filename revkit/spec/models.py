@@ -172,13 +172,59 @@ class TrainSpec(Section):
         return self
 
 
+#: pictures the final evaluation can write (see revkit/eval/report.py).
+Picture = Literal["samples", "reconstructions", "interpolations", "dimension_sweeps", "prior_stds"]
+#: score backends of the final evaluation.
+Score = Literal["mnist_classifier", "inception"]
+
+
 class EvalSpec(Section):
-    """``[eval]``: the final (and periodic) evaluation."""
+    """``[eval]``: the final (and periodic) evaluation: pictures and scores."""
 
     samples: int = Field(64, ge=0, description="samples in the sample grid (0: none)")
     temperature: float = Field(1.0, ge=0.0, description="scale of the prior's std when sampling")
     reconstructions: int = Field(8, ge=0, description="test images in the reconstruction grid (0: none)")
     test_batches: int = Field(0, ge=0, description="test batches to evaluate; 0: the whole test split")
+    pictures: list[Picture] | None = Field(
+        None,
+        description="PNGs to write: 'samples' (a row per class for class-conditional models), 'reconstructions' "
+                    "(original / restricted to the prior's active dimensions / full), 'interpolations' "
+                    "(between test images of the same and of different classes), 'dimension_sweeps' (per class, "
+                    "the dimensions of largest prior std over mean ± 2·std), 'prior_stds' (sorted stds per "
+                    "class); left out: samples and reconstructions, plus the other three for class-conditional "
+                    "models",
+    )
+    scores: list[Score] = Field(
+        default_factory=list,
+        description="scores for metrics.json: 'mnist_classifier' (sample_class_accuracy and fid_mnist_classifier "
+                    "from a small MNIST classifier revkit trains once and caches; MNIST data only), 'inception' "
+                    "(fid_inception through torch-fidelity, only with Inception weights on disk: never downloaded)",
+    )
+    score_samples: int = Field(
+        10000, ge=10, le=1_000_000,
+        description="samples drawn for the scores (balanced over the classes of a class-conditional model)",
+    )
+    interpolation_pairs: int = Field(
+        3, ge=1, le=50, description="pairs of test images per kind (same class, different classes) to interpolate"
+    )
+    interpolation_steps: int = Field(8, ge=2, le=64, description="decoded points per interpolation, both ends included")
+    sweep_dims: int = Field(3, ge=1, le=32, description="dimensions of largest prior std swept per class")
+    sweep_steps: int = Field(9, ge=2, le=64, description="points per sweep from mean − 2·std to mean + 2·std")
+    inception_weights: str | None = Field(
+        None, min_length=1,
+        description="local file of torch-fidelity's Inception weights for the 'inception' score; left out: "
+                    "the torch hub cache's checkpoints folder",
+    )
+
+    @field_validator("pictures", "scores")
+    @classmethod
+    def _no_repeats(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            repeated = sorted({v for v in value if value.count(v) > 1})
+            if repeated:
+                names = ", ".join(repr(v) for v in repeated)
+                raise ValueError(f"{names} listed more than once; list each at most once")
+        return value
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

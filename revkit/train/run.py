@@ -121,7 +121,7 @@ def run_spec(
     metrics_file = run_dir / METRICS_FILE
     records = read_metrics(metrics_file) if metrics_file.exists() else []
     metrics = evaluate_run(built.flow, built.objective, test_loader, spec.eval, run_dir, trainer.device,
-                           budget, records)
+                           budget, records, source=built.source, log=say)
     main = metrics.get(metrics["main_metric"])
     if isinstance(main, float):
         say(f"{metrics['main_metric']}: {main:.4f}")

@@ -38,3 +38,11 @@ class EvalSettings(Protocol):
     temperature: float
     reconstructions: int
     test_batches: int
+    pictures: list[str] | None
+    scores: list[str]
+    score_samples: int
+    interpolation_pairs: int
+    interpolation_steps: int
+    sweep_dims: int
+    sweep_steps: int
+    inception_weights: str | None
