@@ -191,11 +191,21 @@ def test_subsample_two_steps_on_4x4_leave_one_pixel_per_channel_each_stream_cove
         assert {(h // 2, w // 2) for h, w in stream} == {(0, 0), (0, 1), (1, 0), (1, 1)}  # every quadrant
 
 
+def test_subsample_splits_rgb_into_streams_as_torch_chunk_does() -> None:
+    x = torch.arange(3 * 4 * 4, dtype=torch.float64).reshape(1, 3, 4, 4)
+    block = Subsample((3, 4, 4))
+    y, logdet = block(x)
+    assert y.shape == (1, 12, 2, 2) and torch.equal(logdet, torch.zeros(1, dtype=torch.float64))
+    first, second = x.chunk(2, dim=1)  # 2 and 1 channels, as in the authors' code
+    phases = ((0, 0), (1, 1), (0, 1), (1, 0))
+    assert torch.equal(y[:, :8], torch.cat([first[:, :, i::2, j::2] for i, j in phases], dim=1))
+    assert torch.equal(y[:, 8:], torch.cat([second[:, :, i::2, j::2] for i, j in phases], dim=1))
+    assert torch.equal(block.inverse(y)[0], x)
+
+
 def test_subsample_shape_errors_say_what_is_needed() -> None:
     with pytest.raises(ShapeError, match=r"even.*\(1, 5, 4\).*pad"):
         Subsample((1, 5, 4))
-    with pytest.raises(ShapeError, match=r"1 channel or an even number.*got 3"):
-        Subsample((3, 4, 4))
     with pytest.raises(ShapeError, match=r"images \(C, H, W\).*got per-sample shape \(16,\)"):
         Subsample((16,))
 

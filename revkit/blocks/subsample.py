@@ -1,7 +1,8 @@
 r"""The seed paper's two-stream checkerboard subsampling step.
 
 For an input ``(C, H, W)`` the channels are first split into the two streams of the following
-RevBlocks (``torch.chunk(x, 2, dim=1)``; a 1-channel input is a single stream). Each stream ``s``
+RevBlocks exactly as ``torch.chunk(x, 2, dim=1)`` splits them (⌈C/2⌉ and ⌊C/2⌋ channels, so an
+RGB image gives streams of 2 and 1 channels; a 1-channel input is a single stream). Each stream ``s``
 with ``c`` channels is then space-to-depth'ed, taking its 2×2 phases in the order
 
 .. math:: s[:, :, 0::2, 0::2],\ s[:, :, 1::2, 1::2],\ s[:, :, 0::2, 1::2],\ s[:, :, 1::2, 0::2]
@@ -45,27 +46,23 @@ class Subsample(Invertible):
         require_rank("subsample", input_shape, self.supported_ranks,
                      "it works on images; put a reshape before it")
         channels, height, width = input_shape
-        if channels > 1 and channels % 2:
-            raise ShapeError(
-                f"subsample splits the channels into two streams, so it needs 1 channel or an even "
-                f"number of channels; got {channels} in per-sample shape {tuple(input_shape)}; "
-                "use squeeze instead or change the channel count"
-            )
         if height % 2 or width % 2:
             raise ShapeError(
                 f"subsample halves height and width, so both must be even; got per-sample shape "
                 f"{tuple(input_shape)}; pad the images (data.pad) or change the layers before it"
             )
         self.input_shape: Shape = (channels, height, width)
-        self.streams = 1 if channels == 1 else 2
+        first = (channels + 1) // 2
+        #: channels per stream, as ``torch.chunk(x, 2, dim=1)`` splits them.
+        self.stream_channels: list[int] = [channels] if channels == 1 else [first, channels - first]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        phases = [s[:, :, i::2, j::2] for s in x.chunk(self.streams, dim=1) for i, j in PHASES]
+        phases = [s[:, :, i::2, j::2] for s in x.split(self.stream_channels, dim=1) for i, j in PHASES]
         return torch.cat(phases, dim=1), self.zero_logdet(x)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         streams = []
-        for packed in y.chunk(self.streams, dim=1):
+        for packed in y.split([len(PHASES) * c for c in self.stream_channels], dim=1):
             phase = dict(zip(PHASES, packed.chunk(len(PHASES), dim=1)))
             # pixel_shuffle wants, per channel, the phases in row-major order (0,0), (0,1), (1,0), (1,1)
             grid = torch.stack([phase[(i, j)] for i in (0, 1) for j in (0, 1)], dim=2)
