@@ -302,6 +302,21 @@ def test_affine_checkerboard_logdet_counts_only_the_transformed_entries() -> Non
     torch.testing.assert_close(logdet[0], torch.linalg.slogdet(jacobian)[1])
 
 
+def test_affine_shift_stays_within_its_bound_for_huge_network_outputs() -> None:
+    bounded = AffineCoupling((4, 2, 2), hidden=8, shift_bound=3.0)
+    free = AffineCoupling((4, 2, 2), hidden=8)
+    free.load_state_dict(bounded.state_dict())
+    for block in (bounded, free):
+        with torch.no_grad():
+            block.subnet.net[-1].bias.fill_(1e6)  # raw log-scale and shift both 1e6
+    x = torch.zeros(2, 4, 2, 2)
+    y_bounded, _ = bounded(x)
+    y_free, _ = free(x)
+    assert float(y_bounded[:, 2:].detach().abs().max()) <= 3.0  # x_a = 0, so y_a is the shift alone
+    assert float(y_free[:, 2:].detach().abs().max()) > 1e5
+    torch.testing.assert_close(bounded.inverse(y_bounded)[0], x)
+
+
 @pytest.mark.parametrize("raw", [1e6, -1e6])
 @pytest.mark.parametrize("bound", [0.5, 2.0])
 def test_affine_log_scale_stays_within_the_bound_for_huge_network_outputs(raw: float, bound: float) -> None:

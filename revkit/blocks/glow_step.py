@@ -27,6 +27,7 @@ class GlowStepParams(BlockParams):
     coupling: Literal["affine", "additive"] = Field("affine", description="kind of coupling")
     mask: MaskKind = Field("channel", description="coupling mask: 'channel' or 'checkerboard'")
     scale_bound: float = Field(2.0, ge=1e-3, description="bound of the affine coupling's log-scale")
+    shift_bound: float = Field(0.0, ge=0.0, description="bound of the affine coupling's shift; 0: unbounded")
 
 
 class GlowStep(Sequential):
@@ -45,12 +46,13 @@ class GlowStep(Sequential):
         coupling: Literal["affine", "additive"] = "affine",
         mask: MaskKind = "channel",
         scale_bound: float = 2.0,
+        shift_bound: float = 0.0,
         context_size: int = 0,
     ):
         require_rank("glow_step", input_shape, self.supported_ranks, "put a flatten or reshape before it")
         if coupling == "affine":
             couple = AffineCoupling(input_shape, hidden=hidden, mask=mask, scale_bound=scale_bound,
-                                    context_size=context_size)
+                                    shift_bound=shift_bound, context_size=context_size)
         else:
             couple = AdditiveCoupling(input_shape, hidden=hidden, mask=mask, context_size=context_size)
         super().__init__([ActNorm(input_shape), InvConv1x1(input_shape), couple], input_shape)
