@@ -27,7 +27,7 @@ from torch import Tensor
 from revkit.blocks.masks import MaskKind, make_mask
 from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.blocks.subnets import coupling_subnet
-from revkit.errors import RevkitError
+from revkit.errors import RevkitError, ShapeError
 from revkit.invertible import BlockParams, Invertible, Shape
 
 #: ``(active, parameters) -> (new active, elementwise log|∂new/∂active| or None when it is 0)``
@@ -55,7 +55,8 @@ class AffineCouplingParams(CouplingParams):
         "(smaller bounds underflow in float32; for a fixed scale use additive_coupling)",
     )
     shift_bound: float = Field(
-        0.0, ge=0.0, description="bound T of the shift: t = T·tanh(raw / T) ∈ (−T, T); 0: unbounded"
+        0.0, ge=0.0, description="bound T of the shift: t = T·tanh(raw / T) ∈ (−T, T); 0: unbounded; "
+        "else at least 1e-3"
     )
 
 
@@ -198,6 +199,9 @@ class AffineCoupling(Coupling):
     ):
         super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size)
         self.scale_bound = float(scale_bound)
+        if 0 < shift_bound < 1e-3:
+            raise ShapeError(f"affine_coupling: shift_bound must be 0 (unbounded) or at least 1e-3 (smaller "
+                             f"bounds underflow in float32), got {shift_bound}")
         self.shift_bound = float(shift_bound)
 
     def _scale_and_shift(self, params: Tensor) -> tuple[Tensor, Tensor]:
