@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-
-REPO = Path(__file__).resolve().parent.parent
+from mnist_paths import DATA_ROOT
 
 # CI runs are reproducible (derandomize) and print a blob to replay any failure locally.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -19,5 +18,4 @@ if os.environ.get("CI"):
 @pytest.fixture
 def data_root() -> Path:
     """Where data sets live: ``$REVKIT_DATA`` when set, else ``<repo>/../shared/data``."""
-    env = os.environ.get("REVKIT_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+    return DATA_ROOT

@@ -13,6 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 import torch.nn.functional as F
+from mnist_paths import DATA_ROOT, needs_mnist
 from torch import Tensor
 
 from revkit.data.base import DataInfo, DataSource
@@ -36,17 +37,13 @@ from revkit.eval.classifier_scores import (
     mnist_classifier_scores,
     sample_class_accuracy,
 )
-from revkit.eval.fid import GaussianStats, feature_stats, frechet_distance, frechet_distance_of_features
-from revkit.eval.report import compute_scores
-
-REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("REVKIT_DATA") or REPO.parent / "shared" / "data")
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte"]
-needs_mnist = pytest.mark.skipif(
-    not all((DATA_ROOT / "MNIST" / "raw" / f).exists() for f in MNIST_FILES),
-    reason=f"MNIST is not in {DATA_ROOT} (set REVKIT_DATA)",
+from revkit.eval.fid import (
+    GaussianStats,
+    feature_stats,
+    frechet_distance,
+    frechet_distance_of_features,
 )
+from revkit.eval.report import compute_scores
 
 
 # -- the Fréchet distance -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.error import URLError
@@ -11,6 +10,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from mnist_paths import DATA_ROOT, MNIST_FILES, needs_mnist
 from PIL import Image
 
 from revkit.data import (
@@ -27,15 +27,6 @@ from revkit.data import (
 )
 from revkit.errors import DataError, RevkitError
 from revkit.plugins import load_registries
-
-REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("REVKIT_DATA") or REPO.parent / "shared" / "data")
-MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte"]
-needs_mnist = pytest.mark.skipif(
-    not all((DATA_ROOT / "MNIST" / "raw" / f).exists() for f in MNIST_FILES),
-    reason=f"MNIST is not in {DATA_ROOT} (set REVKIT_DATA)",
-)
 
 
 def spec(**fields):
