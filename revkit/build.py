@@ -57,6 +57,9 @@ class PlannedLayer:
     name: str
     component: Any
     kwargs: dict[str, Any]
+    #: run this layer with memory-saving execution, and the spec key that asked for it.
+    memory_saving: bool = False
+    memory_saving_key: str = "train.memory_saving"
 
     @property
     def where(self) -> str:
@@ -137,9 +140,12 @@ def plan_layers(spec: Spec, registries: Registries | None = None) -> list[Planne
     for index, layer in enumerate(spec.model.layers):
         component = _component(LayerSpec, layer, regs, ("model", "layers", index))
         base = layer.kwargs()
+        saving = spec.train.memory_saving if layer.memory_saving is None else layer.memory_saving
+        key = ("train.memory_saving" if layer.memory_saving is None
+               else format_path(("model", "layers", index, "memory_saving")))
         for copy in range(layer.repeat):
             planned.append(PlannedLayer(index, copy, layer.repeat, layer.block, component,
-                                        _with_flip(base, layer, copy)))
+                                        _with_flip(base, layer, copy), saving, key))
     return planned
 
 
@@ -168,21 +174,39 @@ def _construct(item: PlannedLayer, shape: Shape, context_size: int) -> tuple[Inv
     return block, out
 
 
+def _check_memory_saving(item: PlannedLayer, block: Invertible) -> None:
+    if item.memory_saving and not block.analytic_inverse:
+        raise SpecError(
+            item.memory_saving_key,
+            f"memory-saving execution rebuilds a layer's input with its analytic inverse, but {item.label} at "
+            f"{item.where} has none (its inverse is iterative); set memory_saving = false on that layer "
+            f"(memory_saving = true on each of the others instead of train.memory_saving)",
+        )
+
+
 def build_chain(planned: list[PlannedLayer], shape: Shape, context_size: int = 0) -> Sequential:
     """The blocks of ``planned`` on input ``shape``; a factor-out block takes the rest as its
-    continuation (built on its ``kept_shape``)."""
+    continuation (built on its ``kept_shape``). Layers planned with ``memory_saving`` run with
+    memory-saving execution (:meth:`Sequential.set_memory_saving`); a factor-out block itself stores
+    nothing worth saving, and the layers of its continuation follow their own setting."""
     blocks: list[Invertible] = []
+    saving: list[bool] = []
     current = tuple(shape)
     for position, item in enumerate(planned):
         block, out = _construct(item, current, context_size)
         blocks.append(block)
         if _is_factor_out(block):
+            saving.append(False)
             rest = planned[position + 1:]
             if rest:
                 block.attach(build_chain(rest, tuple(block.kept_shape), context_size))  # type: ignore[operator]
             break
+        _check_memory_saving(item, block)
+        saving.append(item.memory_saving)
         current = out
-    return Sequential(blocks, tuple(shape))
+    chain = Sequential(blocks, tuple(shape))
+    chain.set_memory_saving(saving)
+    return chain
 
 
 def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Registries | None = None) -> Prior:

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from revkit.memory_saving import ReverseGrad
 
 Shape = tuple[int, ...]
 
@@ -70,6 +73,26 @@ class Invertible(nn.Module):
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def reverse_grad(
+        self,
+        y: Tensor,
+        grad_y: Tensor,
+        grad_logdet: Tensor | None,
+        context: Tensor | None = None,
+    ) -> ReverseGrad:
+        r"""Memory-saving backward step: rebuild ``x = f⁻¹(y)`` and back-propagate through ``f`` at ``x``.
+
+        Given the block's output ``y`` (detached) and the loss gradients ``∂L/∂y`` and ``∂L/∂ℓ``
+        (``ℓ = logdet``, shape ``[B]``), return the rebuilt input, ``∂L/∂x``, ``∂L/∂context`` and the
+        gradients of the block's trainable parameters (:mod:`revkit.memory_saving`). The default
+        inverts without a graph and re-runs ``forward`` with one; a block whose inverse evaluates
+        what the backward needs (a coupling's network) overrides it to evaluate that only once.
+        Only called for blocks with ``analytic_inverse = True``.
+        """
+        from revkit.memory_saving import recompute_reverse_grad
+
+        return recompute_reverse_grad(self, y, grad_y, grad_logdet, context)
 
     def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
         """A context in which ``logdet`` is computed exactly. Blocks with ``exact_logdet = False``

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from revkit.invertible import Invertible, Shape
@@ -15,6 +16,8 @@ class Sequential(Invertible):
 
     ``forward`` applies the blocks in order (data → latent) and returns
     ``(f(x), Σ_i log|det J_{f_i}|)``; ``inverse`` applies their inverses in reverse order.
+    Consecutive blocks marked by :meth:`set_memory_saving` run as one memory-saving segment
+    (:func:`revkit.memory_saving.run_memory_saving`) when gradients are being recorded.
 
     Args:
         layers: the blocks, each taking the previous block's output shape.
@@ -33,6 +36,40 @@ class Sequential(Invertible):
         self.exact_logdet = all(b.exact_logdet for b in blocks)
         self.analytic_inverse = all(b.analytic_inverse for b in blocks)
         self.volume_preserving = all(b.volume_preserving for b in blocks)
+        self._memory_saving = [False] * len(self.layers)
+
+    def set_memory_saving(self, flags: Sequence[bool] | bool) -> None:
+        """Mark blocks for memory-saving execution: one flag per block, or one for all.
+
+        Raises:
+            ValueError: a marked block has no analytic inverse.
+        """
+        marks = [bool(flags)] * len(self.layers) if isinstance(flags, bool) else [bool(f) for f in flags]
+        if len(marks) != len(self.layers):
+            raise ValueError(f"set_memory_saving needs {len(self.layers)} flags, got {len(marks)}")
+        for layer, mark in zip(self.layers, marks):
+            if mark and not getattr(layer, "analytic_inverse", False):
+                raise ValueError(f"{type(layer).__name__} has no analytic inverse, so it cannot run with "
+                                 f"memory-saving execution")
+        self._memory_saving = marks
+
+    @property
+    def memory_saving(self) -> list[bool]:
+        """Per block: whether it runs with memory-saving execution."""
+        return list(self._memory_saving)
+
+    def _segments(self) -> Iterator[tuple[bool, list[Invertible]]]:
+        """Runs of consecutive blocks with the same memory-saving mark, in order."""
+        run: list[Invertible] = []
+        mark = False
+        for layer, flag in zip(self.layers, self._memory_saving):
+            if run and flag != mark:
+                yield mark, run
+                run = []
+            mark = flag
+            run.append(layer)
+        if run:
+            yield mark, run
 
     def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
         """Every member's exact mode at once."""
@@ -54,6 +91,18 @@ class Sequential(Invertible):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = self.zero_logdet(x)
+        if any(self._memory_saving) and torch.is_grad_enabled():
+            from revkit.memory_saving import run_memory_saving
+
+            for saving, run in self._segments():
+                if saving:
+                    x, ld = run_memory_saving(run, x, context)
+                    logdet = logdet + ld
+                    continue
+                for layer in run:
+                    x, ld = layer(x, context)
+                    logdet = logdet + ld
+            return x, logdet
         for layer in self.layers:
             x, ld = layer(x, context)
             logdet = logdet + ld

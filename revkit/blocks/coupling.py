@@ -29,6 +29,7 @@ from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.blocks.subnets import coupling_subnet
 from revkit.errors import RevkitError, ShapeError
 from revkit.invertible import BlockParams, Invertible, Shape
+from revkit.memory_saving import ReverseGrad, backprop, context_leaf, leaf
 
 #: ``(active, parameters) -> (new active, elementwise log|∂new/∂active| or None when it is 0)``
 HalfCoupling = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]
@@ -110,6 +111,36 @@ class Coupling(Invertible):
     def output_shape(self, input_shape: Shape) -> Shape:
         require_built_shape(self.block_name, self.input_shape, input_shape)
         return self.input_shape
+
+    def reverse_grad(
+        self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
+    ) -> ReverseGrad:
+        """Memory-saving backward step with one evaluation of the coupling network.
+
+        The inverse needs ``NN(y_c, c)`` and ``y_c = x_c``, exactly what the backward of the forward
+        needs, so the network runs once with a graph from ``x_c``; ``x_a = h⁻¹(y_a)`` is computed
+        from its detached output and ``h(x_a)`` is re-applied on the graph (elementwise, cheap).
+        """
+        cond_y, active_y = self.mask.split(y)
+        cond = leaf(cond_y)
+        ctx = context_leaf(context)
+        with torch.enable_grad():
+            params = self.subnet(cond, self._context(ctx, y))
+        with torch.no_grad():
+            active_x, _ = self._inverse_half(active_y, params.detach())
+        active = leaf(active_x)
+        with torch.enable_grad():
+            new_active, log_scale = self._forward_half(active, params)
+            y_re = self.mask.merge(cond, new_active)
+            logdet = None if log_scale is None else self.mask.sum_active(log_scale)
+        outputs = [y_re] if logdet is None else [y_re, logdet]
+        (grad_cond, grad_active), grad_context, grad_params = backprop(
+            self, outputs, [grad_y, grad_logdet], [cond, active], ctx
+        )
+        grad_cond = torch.zeros_like(cond_y) if grad_cond is None else grad_cond
+        grad_active = torch.zeros_like(active_x) if grad_active is None else grad_active
+        return ReverseGrad(self.mask.merge(cond_y, active_x), self.mask.merge(grad_cond, grad_active),
+                           grad_context, grad_params)
 
     def describe(self) -> str:
         extra = "" if self.mask_kind == "channel" else f", {self.mask_kind}"

@@ -20,6 +20,7 @@ from torch import Tensor
 from revkit.blocks.shapes import require_built_shape, require_even_channels, require_rank
 from revkit.blocks.subnets import residual_function
 from revkit.invertible import BlockParams, Invertible, Shape
+from revkit.memory_saving import ReverseGrad, backprop, leaf
 
 
 class RevBlockParams(BlockParams):
@@ -68,6 +69,32 @@ class RevBlock(Invertible):
         x1 = y2 - self.g(y1)
         x2 = y1 - self.f(x1)
         return torch.cat([x1, x2], dim=1), self.zero_logdet(y)
+
+    def reverse_grad(
+        self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
+    ) -> ReverseGrad:
+        r"""Memory-saving backward step with one evaluation each of ``F`` and ``G``.
+
+        With :math:`\bar{y}_i = ∂L/∂y_i`: ``G`` runs on ``y_1`` (graph) to give
+        :math:`x_1 = y_2 - G(y_1)` and :math:`\bar{y}_1 \mathrel{+}= J_G^T \bar{y}_2`; then ``F``
+        runs on ``x_1`` (graph) to give :math:`x_2 = y_1 - F(x_1)`,
+        :math:`\bar{x}_1 = \bar{y}_2 + J_F^T \bar{y}_1` and :math:`\bar{x}_2 = \bar{y}_1`.
+        """
+        y1, y2 = y.chunk(2, dim=1)
+        grad_y1, grad_y2 = grad_y.chunk(2, dim=1)
+        y1_leaf = leaf(y1)
+        with torch.enable_grad():
+            g_out = self.g(y1_leaf)
+        (through_g,), _, grads_g = backprop(self.g, [g_out], [grad_y2], [y1_leaf], None)
+        grad_y1 = grad_y1 if through_g is None else grad_y1 + through_g
+        x1 = leaf(y2 - g_out.detach())
+        with torch.enable_grad():
+            f_out = self.f(x1)
+        (through_f,), _, grads_f = backprop(self.f, [f_out], [grad_y1], [x1], None)
+        x2 = y1 - f_out.detach()
+        grad_x1 = grad_y2 if through_f is None else grad_y2 + through_f
+        return ReverseGrad(torch.cat([x1.detach(), x2], dim=1), torch.cat([grad_x1, grad_y1], dim=1),
+                           None, (*grads_f, *grads_g))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         require_built_shape("revblock", self.input_shape, input_shape)

@@ -76,6 +76,11 @@ class LayerSpec(ComponentSpec):
         description="number of copies of this block; copies alternate the block's `flip` field "
                     "when it has one and the spec leaves it out",
     )
+    memory_saving: bool | None = Field(
+        None,
+        description="recompute this layer's activations from its outputs during backward instead of storing "
+                    "them (blocks with an analytic inverse only); left out: train.memory_saving",
+    )
 
 
 class PriorSpec(ComponentSpec):
@@ -126,9 +131,6 @@ class ModelSpec(Section):
                     "shape after data.pad",
     )
     conditional: bool = Field(False, description="pass one-hot class labels as context to conditional blocks")
-    memory_saving: bool = Field(
-        False, description="recompute activations from outputs during backward instead of storing them"
-    )
     layers: list[LayerSpec] = Field(min_length=1, description="the blocks, in data → latent order")
 
 
@@ -156,6 +158,15 @@ class TrainSpec(Section):
     eval_every: int = Field(0, ge=0, description="steps between evaluations; 0: evaluate only at the end")
     time_limit_minutes: float = Field(
         0.0, ge=0.0, description="0: no limit; else stop early, checkpoint and evaluate"
+    )
+    memory_saving: bool = Field(
+        False,
+        description="memory-saving execution for every layer: rebuild activations from outputs during backward "
+                    "instead of storing them (flat memory in depth, same gradients); every block needs an "
+                    "analytic inverse; a layer's own memory_saving overrides it",
+    )
+    compile: bool = Field(
+        False, description="compile the training loss with torch.compile (faster steps after a slow first one)"
     )
 
     @field_validator("device")

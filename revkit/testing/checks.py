@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from revkit.invertible import Invertible
+from revkit.memory_saving import run_memory_saving
 from revkit.testing.jacobian import brute_force_logdet
 from revkit.testing.strategies import draw_inputs
 
@@ -417,11 +418,80 @@ def check_volume_preserving(
         _expect(err, atol, what)
 
 
+
+
+def check_memory_saving(
+    block: Invertible,
+    x: Tensor,
+    *,
+    context: Tensor | None = None,
+    atol: float = 1e-5,
+    atol64: float = 1e-10,
+    seed: int = 0,
+) -> None:
+    r"""Memory-saving execution (:mod:`revkit.memory_saving`) gives plain autograd's gradients.
+
+    In train mode, with ``loss = Σ r ⊙ y + Σ w ⊙ logdet`` for fixed random weights ``r, w``, the
+    gradients with respect to ``x``, ``context`` and every trainable parameter must agree within
+    ``atol`` in float32 and ``atol64`` in float64 (errors relative to the gradient's largest entry
+    when that exceeds 1), and so must ``y`` and ``logdet``. Both runs start from the same random
+    state, so stochastic sub-networks draw alike. A block with ``analytic_inverse = False`` cannot
+    run this way: the check then verifies that memory-saving execution refuses it.
+    """
+    if not getattr(block, "analytic_inverse", True):
+        try:
+            with torch.enable_grad():
+                run_memory_saving([copy.deepcopy(block)], x.detach().clone().requires_grad_(), context)
+        except ValueError:
+            return
+        raise AssertionError("memory saving: a block with analytic_inverse = False was not refused")
+    for double, tol in ((False, atol), (True, atol64)):
+        dtype = torch.float64 if double else x.dtype
+        plain = _saving_gradients(_copy(block, train=True, double=double), x.to(dtype), context, False, seed)
+        saving = _saving_gradients(_copy(block, train=True, double=double), x.to(dtype), context, True, seed)
+        label = "float64" if double else "float32"
+        for name, a in plain.items():
+            b = saving[name]
+            if (a is None) != (b is None):
+                raise AssertionError(f"memory saving ({label}): gradient of {name} is "
+                                     f"{'missing' if b is None else 'present'} only with memory saving")
+            if a is None or b is None:
+                continue
+            scale = max(1.0, float(a.detach().abs().max())) if a.numel() else 1.0
+            _expect(_max_abs(a, b, f"memory saving ({label}) {name}") / scale, tol,
+                    f"memory saving ({label}): {name} differs from plain autograd")
+
+
+def _saving_gradients(
+    b: Invertible, x: Tensor, context: Tensor | None, saving: bool, seed: int
+) -> dict[str, Tensor | None]:
+    """``y``, ``logdet`` and the gradients of ``Σ r⊙y + Σ w⊙logdet`` for ``x``, ``context`` and the
+    trainable parameters of ``b`` (in ``x``'s dtype), plain or memory-saving, from a seeded random state."""
+    xs = x.detach().clone().requires_grad_(True)
+    ctx = None if context is None else context.detach().to(x.dtype).clone().requires_grad_(True)
+    with _seeded(seed), torch.enable_grad():
+        y, logdet = run_memory_saving([b], xs, ctx) if saving else b(xs, ctx)
+        gen = torch.Generator().manual_seed(seed + 1)
+        r = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(y)
+        w = torch.randn(logdet.shape, generator=gen, dtype=torch.float64).to(logdet)
+        loss = (r * y).sum() + (w * logdet).sum()
+        params = {n: p for n, p in b.named_parameters() if p.requires_grad}
+        targets = {"x": xs, **({"context": ctx} if ctx is not None else {}), **params}
+        if not loss.requires_grad:
+            grads: tuple[Tensor | None, ...] = (None,) * len(targets)
+        else:
+            grads = torch.autograd.grad(loss, list(targets.values()), allow_unused=True)
+    out: dict[str, Tensor | None] = {"y": y.detach(), "logdet": logdet.detach()}
+    out.update({name: g for name, g in zip(targets, grads)})
+    return out
+
+
 __all__ = [
     "check_batch_independence",
     "check_gradients",
     "check_jacobian_logdet",
     "check_logdet_cancels",
+    "check_memory_saving",
     "check_output_shape",
     "check_round_trip",
     "check_state_dict",

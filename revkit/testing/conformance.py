@@ -16,7 +16,7 @@ Example (in a plugin's test suite)::
         check_block("my_block")                      # a registered name …
         check_block(MyBlock, params={"hidden": 4})   # … or a factory (input_shape, **params)
 
-Adding a check (memory-saving execution, say): write ``check_…(block, x, …)`` in
+Adding a check: write ``check_…(block, x, …)`` in
 :mod:`revkit.testing.checks`, then add a runner ``(case) -> None`` to :data:`RUNNERS` and, once it
 should run by default, its name to :data:`ALL`.
 """
@@ -109,6 +109,9 @@ RUNNERS: dict[str, Callable[[Case], None]] = {
     "train_eval": lambda c: check_fns.check_train_eval(c.block, c.x, c.y, context=c.context, atol=c.logdet_atol),
     "state_dict": lambda c: check_fns.check_state_dict(
         c.block, c.x, c.y, fresh=c.fresh, context=c.context, atol=c.logdet_atol
+    ),
+    "memory_saving": lambda c: check_fns.check_memory_saving(
+        c.block, c.x, context=c.context, atol=c.atol
     ),
 }
 

@@ -40,7 +40,12 @@ class RunOutcome:
 
 
 def _without(table: Any, key: str) -> Any:
-    return {k: v for k, v in table.items() if k != key} if isinstance(table, dict) else table
+    """``table`` without ``key``, also inside its lists of tables (``[[model.layers]]``)."""
+    if isinstance(table, dict):
+        return {k: _without(v, key) for k, v in table.items() if k != key}
+    if isinstance(table, list):
+        return [_without(v, key) for v in table]
+    return table
 
 
 def check_same_model(stored_spec: str, spec: Spec, source: Path) -> None:
