@@ -5,6 +5,11 @@ r"""The small networks inside the blocks.
   concatenated to the input (as ``K`` constant extra channels for images).
 * :func:`residual_function` is the RevBlock's ``F``/``G``: two layers with PyTorch's default
   initialisation and no normalisation, as in the seed paper.
+
+The convolutional networks keep their weights and compute in the ``channels_last`` memory format
+(the input is converted on entry; the output keeps that layout): with oneDNN on the CPU that makes a
+Glow step's forward and backward about 1.3× faster than the default layout (bench/README.md). The
+layout changes neither the function nor the ``state_dict`` keys.
 """
 
 from __future__ import annotations
@@ -13,6 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from revkit.invertible import Shape
+
+
+class ChannelsLast(nn.Sequential):
+    """``nn.Sequential`` of convolutions that runs in the ``channels_last`` memory format."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
 
 
 class ConvSubnet(nn.Module):
@@ -25,7 +41,7 @@ class ConvSubnet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden: int, context_size: int = 0):
         super().__init__()
         self.context_size = int(context_size)
-        self.net = nn.Sequential(
+        self.net = ChannelsLast(
             nn.Conv2d(in_channels + self.context_size, hidden, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(hidden, hidden, 1),
@@ -84,7 +100,7 @@ def residual_function(shape: Shape, hidden: int) -> nn.Sequential:
     Linear`` for vectors; default PyTorch initialisation, no normalisation."""
     channels = shape[0]
     if len(shape) == 3:
-        return nn.Sequential(
+        return ChannelsLast(
             nn.Conv2d(channels, hidden, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(hidden, channels, 3, padding=1),
