@@ -5,8 +5,9 @@ name (so the entry point is exercised too) and with the shapes and parameters wo
 with either mask, vectors, and small tail bounds so that many drawn inputs lie outside ``[−B, B]``,
 where the block is the identity. The kit checks the float32 round trip (≤ 1e-5), both log-dets against a
 brute-force float64 Jacobian, that they cancel, batch independence, ``output_shape``, gradients to every
-parameter, train/eval agreement and a ``state_dict`` round trip; the block is conditional, so the kit
-passes a context too. (When the kit gains its memory-saving check, these calls run it as well.)
+parameter, train/eval agreement, a ``state_dict`` round trip and memory-saving execution (gradients equal to
+plain autograd's when activations are rebuilt with the inverse); the block is conditional, so the kit passes a
+context too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def test_images_conform(mask: str) -> None:
             "flip": st.booleans(),
         }),
         max_examples=8,
+    )
+
+
+def test_memory_saving_gives_plain_gradients_in_the_tails_too() -> None:
+    """The kit's memory-saving check on its own, with bounds small enough that inputs reach the tails."""
+    check_block(
+        "rq_spline_coupling",
+        shapes=[(4,), (2, 4, 4)],
+        params=st.fixed_dictionaries({"hidden": st.just(8), "bins": st.integers(2, 8), "bound": st.floats(0.3, 1.0)}),
+        checks=["memory_saving"],
+        max_examples=6,
     )
 
 
