@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.invertible import Invertible, Shape, numel
+from revkit.memory_saving import ReverseGrad, backprop
 
 
 class InvConv1x1(Invertible):
@@ -83,6 +84,28 @@ class InvConv1x1(Invertible):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._mix(self.inverse_weight(), y), self._logdet(y, -1.0)
 
+    def reverse_grad(
+        self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
+    ) -> ReverseGrad:
+        r"""Memory-saving backward step with the big products in closed form: :math:`x = W^{-1}y`,
+        :math:`\bar{x} = W^T\bar{y}`, :math:`\bar{W} = \sum_{n,p} \bar{y}\,x^T`; only the ``C×C``
+        map from the LU factors to ``W`` (and the log-det :math:`P\sum\ell`) is differentiated by autograd."""
+        with torch.no_grad():
+            x = self._mix(self._compute_inverse_weight(), y)
+        with torch.enable_grad():
+            weight = self.weight()
+            logdet = self._positions * self.log_abs_diagonal.sum()
+        with torch.no_grad():
+            w = weight.detach()
+            grad_x = self._mix(w.T, grad_y)
+            grad_w = torch.einsum("bi...,bj...->ij", grad_y, x)
+        outputs, grads = [weight], [grad_w]
+        if grad_logdet is not None and logdet.requires_grad:
+            outputs.append(logdet)
+            grads.append(grad_logdet.sum())
+        _, _, grad_params = backprop(self, outputs, grads, [], None)
+        return ReverseGrad(x, grad_x, None, grad_params)
+
     def train(self, mode: bool = True) -> InvConv1x1:
         self._cached_inverse, self._cache_key = None, None
         return super().train(mode)
@@ -97,8 +120,9 @@ class InvConv1x1(Invertible):
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
     def _mix(weight: Tensor, x: Tensor) -> Tensor:
-        """Apply ``weight`` to the channel (feature) dimension of ``[B, C, …]``."""
-        return torch.einsum("ij,bj...->bi...", weight, x)
+        """Apply ``weight`` to the channel (feature) dimension of ``[B, C, …]``; the result is
+        contiguous (einsum's own layout puts the batch innermost, which slows every later block)."""
+        return torch.einsum("ij,bj...->bi...", weight, x).contiguous()
 
     def _learn(self, name: str, value: Tensor) -> None:
         """A parameter, or an empty buffer when there is nothing to learn (a 1-channel map has no

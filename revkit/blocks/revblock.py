@@ -17,7 +17,11 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks.shapes import require_built_shape, require_even_channels, require_rank
+from revkit.blocks.shapes import (
+    require_built_shape,
+    require_even_channels,
+    require_rank,
+)
 from revkit.blocks.subnets import residual_function
 from revkit.invertible import BlockParams, Invertible, Shape
 from revkit.memory_saving import ReverseGrad, backprop, leaf
