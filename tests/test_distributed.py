@@ -24,6 +24,7 @@ from revkit.blocks import ActNorm, AffineCoupling, RevBlock
 from revkit.data.base import DataInfo
 from revkit.errors import RevkitError
 from revkit.flow import Flow
+from revkit.invertible import Invertible
 from revkit.objectives import LatentAdversary, MaxLikelihood, OptimalTransport
 from revkit.priors import ActiveGaussian, ClassGaussian
 from revkit.spec import load_spec
@@ -195,6 +196,39 @@ def test_optimal_transport_matches_per_rank_and_keeps_the_ranks_identical(tmp_pa
     assert max_difference(ranks[0]["flow"], ranks[1]["flow"]) == 0.0
     assert all(torch.isfinite(v).all() for v in ranks[0]["flow"].values())
     assert [r["step"] for r in ranks[0]["records"]] == [1, 2, 3]
+
+
+class PoisonOnRank1(Invertible):
+    """Identity, except that on rank 1 the output of forward call 3 (training step 2) is NaN."""
+
+    def __init__(self, rank: int):
+        super().__init__()
+        self.rank, self.calls = rank, 0
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        poisoned = self.rank == 1 and self.calls == 3
+        return (x * float("nan") if poisoned else x), x.new_zeros(x.shape[0])
+
+    def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return y, y.new_zeros(y.shape[0])
+
+
+def skipping_trainer(dist: Distributed | None = None) -> Trainer:
+    torch.manual_seed(0)
+    rank = 0 if dist is None else dist.rank
+    flow = Flow([AffineCoupling((4,), hidden=8), PoisonOnRank1(rank)], (4,), prior=ClassGaussian((4,), classes=2))
+    objective = MaxLikelihood()
+    objective.setup(flow, DataInfo(shape=(4,), classes=2, levels=None, name="vectors"))
+    return Trainer(flow, objective, loader(labelled_vectors()), settings(steps=4, on_nonfinite="skip"),
+                   progress_stream=io.StringIO(), dist=dist)
+
+
+def test_a_non_finite_loss_on_one_rank_makes_every_rank_skip_that_update(tmp_path: Path) -> None:
+    ranks = run_ranks(skipping_trainer, tmp_path)
+    assert [r["skipped_updates"] for r in ranks[0]["records"]] == [0, 1, 1, 1]  # rank 0's loss was finite
+    assert max_difference(ranks[0]["flow"], ranks[1]["flow"]) == 0.0
+    assert all(torch.isfinite(v).all() for v in ranks[0]["flow"].values())
 
 
 TOY = """
