@@ -21,14 +21,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from revkit.cli import main
+from revkit.data.base import DataInfo
 from revkit.flow import Flow
 from revkit.invertible import Invertible
 from revkit.objectives import MaxLikelihood
-from revkit.data.base import DataInfo
 from revkit.priors import StandardNormal
 from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
-from revkit.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from revkit.train.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from revkit.train.metrics import read_metrics
 from revkit.train.run import run_spec
 
@@ -194,9 +199,11 @@ class NanGradientAt(Scale):
 
 
 def settings(**kw: Any) -> SimpleNamespace:
-    base: dict[str, Any] = dict(seed=0, device="cpu", steps=6, lr=0.05, weight_decay=0.0, betas=(0.9, 0.999),
-                                schedule="none", warmup_steps=0, step_size=None, gamma=0.5, grad_clip=0.0,
-                                log_every=1, checkpoint_every=1, eval_every=0, time_limit_minutes=0.0)
+    base: dict[str, Any] = {
+        "seed": 0, "device": "cpu", "steps": 6, "lr": 0.05, "weight_decay": 0.0, "betas": (0.9, 0.999),
+        "schedule": "none", "warmup_steps": 0, "step_size": None, "gamma": 0.5, "grad_clip": 0.0,
+        "log_every": 1, "checkpoint_every": 1, "eval_every": 0, "time_limit_minutes": 0.0,
+    }
     return SimpleNamespace(**{**base, **kw})
 
 

@@ -67,6 +67,17 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
+def check_batch_size(batch_size: int, world: int) -> None:
+    """Refuse a global batch that does not split evenly over ``world`` processes.
+
+    Raises:
+        ReplicatedError: (every rank finds it alike, so rank 0 alone reports it).
+    """
+    if batch_size % world:
+        raise ReplicatedError(f"data.batch_size = {batch_size} must be a multiple of the number of "
+                              f"processes ({world}): each process takes an equal share of every batch")
+
+
 class ShardedBatchSampler(Sampler[list[int]]):
     """Rank ``rank``'s contiguous share of each global batch of ``batches``.
 
@@ -76,9 +87,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, batches: BatchSampler, rank: int, world: int):
-        if batches.batch_size % world:
-            raise DistributedError(f"data.batch_size = {batches.batch_size} must be a multiple of the number of "
-                                   f"processes ({world}): each process takes an equal share of every batch")
+        check_batch_size(batches.batch_size, world)
         self.batches, self.rank, self.world = batches, int(rank), int(world)
         self.share = batches.batch_size // world
 

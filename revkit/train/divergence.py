@@ -65,7 +65,7 @@ def first_nonfinite_output(flow: nn.Module, objective: nn.Module, batch: Any, up
     with torch.no_grad(), _watch(named, found):
         try:
             out = objective.losses(flow, batch, update=update)
-        except Exception as exc:  # the re-run itself failing still tells us something
+        except Exception as exc:  # noqa: BLE001 - the re-run itself failing still tells us something
             return found[0] if found else f"re-running the step raised {type(exc).__name__}: {exc}"
     if found:
         return f"the output of {found[0]} went non-finite first"

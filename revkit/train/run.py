@@ -23,7 +23,7 @@ from revkit.eval.report import evaluate_run
 from revkit.spec import Spec
 from revkit.summary import parameter_count
 from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
-from revkit.train.distributed import Distributed
+from revkit.train.distributed import Distributed, check_batch_size
 from revkit.train.interrupt import INTERRUPTED, TERMINATED
 from revkit.train.metrics import METRICS_FILE, read_metrics
 from revkit.train.rundir import choose_run_dir, prepare_run_dir, write_spec
@@ -66,6 +66,10 @@ def check_same_model(stored_spec: str, spec: Spec, source: Path) -> None:
                 f"{source}: was trained with a different [{section}] than this spec gives; resume with "
                 f"the run's own spec.toml, or start a new run"
             )
+
+
+def _quiet(text: str) -> None:
+    """Status lines of ranks other than 0 go nowhere."""
 
 
 def resumable_state(run_dir: Path, spec: Spec) -> tuple[Path, dict[str, Any]]:
@@ -112,12 +116,13 @@ def run_spec(
 def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, progress_stream: TextIO | None,
          say: Callable[[str], None] | None, dist: Distributed, started: float) -> RunOutcome:
     if not dist.is_main:
-        say = lambda text: None  # noqa: E731
+        say = _quiet
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     run_dir = dist.on_main(choose_run_dir, spec, spec_path, out, resume)
     seed_everything(spec.train.seed)
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
+    check_batch_size(spec.data.batch_size, dist.world)
     dist.on_main(prepare_run_dir, run_dir, resume)  # after building: a spec or data error leaves no empty folder
     trainer = Trainer(built.flow, built.objective, train_loader, spec.train, test_loader=test_loader,
                       run_dir=run_dir if dist.is_main else None, spec_text=spec.to_toml(),
