@@ -154,6 +154,22 @@ def test_sigterm_finishes_the_step_writes_a_checkpoint_and_exits_143(tmp_path: P
     assert not (run / "metrics.json").exists()  # no evaluation after a signal
 
 
+def test_a_second_ctrl_c_abandons_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    trainer = trainer_with(Scale(2), run_dir=tmp_path, steps=10, checkpoint_every=2)
+
+    def interrupted_twice_in_step_4(*_: Any) -> None:
+        if trainer.step == 3:  # step 4's optimizer has just updated the parameters
+            trainer.stop.request("interrupted")  # the first Ctrl-C …
+            raise KeyboardInterrupt  # … and the second, before the step is complete
+
+    trainer.optimizers["model"].register_step_post_hook(interrupted_twice_in_step_4)
+    result = trainer.fit()
+    assert result.stopped == "interrupted" and result.step == 3
+    # the half-done step 4 is not saved as "step 3": the last checkpoint stays the last consistent one
+    assert latest_step(tmp_path) == 2 and result.checkpoint == tmp_path / "checkpoints" / "step-000002.pt"
+    assert not (tmp_path / "checkpoints" / "step-000003.pt").exists()
+
+
 # -- non-finite values ------------------------------------------------------------------------------
 
 

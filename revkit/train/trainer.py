@@ -292,7 +292,7 @@ class Trainer:
         progress = Progress(total, self.step, log_every, self.progress_stream)
         window, window_images, window_start = WindowMeans(), 0, time.monotonic()
         rate, last_tick = 0.0, time.monotonic()
-        stopped = COMPLETED
+        stopped, abandoned = COMPLETED, False
         try:
             with stop_on_signals(self.stop, progress.message):
                 while self.step < total:
@@ -331,11 +331,13 @@ class Trainer:
                     if self.settings.checkpoint_every and self.step % int(self.settings.checkpoint_every) == 0:
                         self.save(self.elapsed + time.monotonic() - started)
         except KeyboardInterrupt:
-            stopped = INTERRUPTED  # a second Ctrl-C: the step in flight is abandoned
+            # a second Ctrl-C: the step in flight is abandoned half done, so the parameters and
+            # optimizer states may not belong to any step: keep the last checkpoint, write none
+            stopped, abandoned = INTERRUPTED, True
         finally:
             progress.close()
         seconds = self.elapsed + time.monotonic() - started
-        if self.saved_step != self.step:
+        if self.saved_step != self.step and not abandoned:
             self.save(seconds)
         last = self.metrics.records[-1] if self.metrics.records else {}
         return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
