@@ -28,7 +28,7 @@ from revkit.invertible import Invertible
 from revkit.objectives import LatentAdversary, MaxLikelihood, OptimalTransport
 from revkit.priors import ActiveGaussian, ClassGaussian
 from revkit.spec import load_spec
-from revkit.train import Trainer
+from revkit.train import Trainer, TrainingDiverged
 from revkit.train.distributed import Distributed, ShardedBatchSampler
 from revkit.train.launch import free_port
 from revkit.train.run import run_spec
@@ -110,7 +110,10 @@ def _child(rank: int, port: int, make: Callable[[Distributed], Trainer], out: Pa
         trainer = make(dist)
         if after_init:  # the state right after data-dependent initialisation
             trainer.settings.steps = 0
-        trainer.fit()
+        try:
+            trainer.fit()
+        except TrainingDiverged as exc:
+            (out / f"rank{rank}.diverged").write_text(str(exc))
         torch.save(state_of(trainer), out / f"rank{rank}.pt")
         dist.close()
     except BaseException:  # noqa: BLE001 - report anything to the parent
@@ -199,36 +202,49 @@ def test_optimal_transport_matches_per_rank_and_keeps_the_ranks_identical(tmp_pa
 
 
 class PoisonOnRank1(Invertible):
-    """Identity, except that on rank 1 the output of forward call 3 (training step 2) is NaN."""
+    """Identity, except that on rank 1 the outputs of forward calls 3 … 2 + ``repeat`` are NaN (call 1 is
+    the initialisation, call 3 training step 2, call 4 the diagnostic re-run after a stop)."""
 
-    def __init__(self, rank: int):
+    def __init__(self, rank: int, repeat: int = 1):
         super().__init__()
-        self.rank, self.calls = rank, 0
+        self.rank, self.calls, self.repeat = rank, 0, repeat
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         self.calls += 1
-        poisoned = self.rank == 1 and self.calls == 3
+        poisoned = self.rank == 1 and 3 <= self.calls < 3 + self.repeat
         return (x * float("nan") if poisoned else x), x.new_zeros(x.shape[0])
 
     def inverse(self, y: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return y, y.new_zeros(y.shape[0])
 
 
-def skipping_trainer(dist: Distributed | None = None) -> Trainer:
+def poisoned_trainer(dist: Distributed | None = None, on_nonfinite: str = "skip") -> Trainer:
     torch.manual_seed(0)
     rank = 0 if dist is None else dist.rank
-    flow = Flow([AffineCoupling((4,), hidden=8), PoisonOnRank1(rank)], (4,), prior=ClassGaussian((4,), classes=2))
+    flow = Flow([AffineCoupling((4,), hidden=8), PoisonOnRank1(rank, repeat=2 if on_nonfinite == "stop" else 1)], (4,), prior=ClassGaussian((4,), classes=2))
     objective = MaxLikelihood()
     objective.setup(flow, DataInfo(shape=(4,), classes=2, levels=None, name="vectors"))
-    return Trainer(flow, objective, loader(labelled_vectors()), settings(steps=4, on_nonfinite="skip"),
+    return Trainer(flow, objective, loader(labelled_vectors()), settings(steps=4, on_nonfinite=on_nonfinite),
                    progress_stream=io.StringIO(), dist=dist)
 
 
+def stopping_trainer(dist: Distributed | None = None) -> Trainer:
+    return poisoned_trainer(dist, on_nonfinite="stop")
+
+
 def test_a_non_finite_loss_on_one_rank_makes_every_rank_skip_that_update(tmp_path: Path) -> None:
-    ranks = run_ranks(skipping_trainer, tmp_path)
+    ranks = run_ranks(poisoned_trainer, tmp_path)
     assert [r["skipped_updates"] for r in ranks[0]["records"]] == [0, 1, 1, 1]  # rank 0's loss was finite
     assert max_difference(ranks[0]["flow"], ranks[1]["flow"]) == 0.0
     assert all(torch.isfinite(v).all() for v in ranks[0]["flow"].values())
+
+
+def test_a_non_finite_output_on_one_rank_stops_every_rank_naming_the_layer_and_the_rank(tmp_path: Path) -> None:
+    ranks = run_ranks(stopping_trainer, tmp_path)  # neither rank hangs in a collective
+    messages = [(tmp_path / f"rank{r}.diverged").read_text() for r in range(WORLD)]
+    assert messages[0].startswith("training diverged at step 2: the 'model' loss is nan")
+    assert "flow net.layers.1 (PoisonOnRank1) went non-finite first (rank 1)" in messages[0]
+    assert [len(r["records"]) for r in ranks] == [1, 1]
 
 
 TOY = """
