@@ -15,8 +15,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -39,19 +41,23 @@ from revkit.train.run import run_spec
 
 KILLS = 5  # SIGKILLs the resume test survives (docs/robustness.md quotes it)
 
+# 8-bit images, so maximum likelihood adds fresh uniform dequantization noise every step: a resume must
+# restore the random state as well as the data order to reproduce the uninterrupted run.
 SPEC = """
 [model]
+[[model.layers]]
+block = "flatten"
 [[model.layers]]
 block = "affine_coupling"
 repeat = 2
 hidden = 8
 
 [data]
-kind = "toy2d"
+kind = "image_folder"
+root = "{images}"
+size = 4
 batch_size = 16
 test_batch_size = 64
-n_train = 80
-n_test = 64
 
 [train]
 device = "cpu"
@@ -65,14 +71,21 @@ checkpoint_every = 1
 keep_checkpoints = 2
 
 [eval]
-samples = 10
+samples = 4
+reconstructions = 2
 pictures = []
 """
 
 
 def write_spec(folder: Path, steps: int) -> Path:
-    path = folder / "toy.toml"
-    path.write_text(SPEC.replace("{steps}", str(steps)))
+    """A spec training on 80 random 4×4 RGB PNGs written into ``folder/images``."""
+    images = folder / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(images / f"{i:03d}.png")
+    path = folder / "tiny.toml"
+    path.write_text(SPEC.replace("{steps}", str(steps)).replace("{images}", str(images)))
     return path
 
 
