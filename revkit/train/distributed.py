@@ -150,6 +150,9 @@ class Distributed:
         rank, local_rank = env_rank(), int(os.environ["LOCAL_RANK"])
         cuda = device != "cpu" and torch.cuda.is_available()
         if cuda:
+            if local_rank >= torch.cuda.device_count():
+                raise DistributedError(f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} "
+                                       "CUDA device(s); start at most one process per GPU")
             torch.cuda.set_device(local_rank)
         backend = "nccl" if cuda else "gloo"
         if not dist.is_available() or not dist.is_backend_available(backend):
