@@ -2,7 +2,8 @@
 
 ::
 
-    revkit run SPEC [--set k=v]… [--out DIR] [--resume]   train, evaluate; prints the run folder last
+    revkit run SPEC [--set k=v]… [--out DIR] [--resume] [--nproc N]
+                                                          train, evaluate; prints the run folder last
     revkit validate SPEC [--set k=v]…                     check the spec and build the model (no data read)
     revkit inspect SPEC [--set k=v]…                      compact graph and per-layer table
     revkit plugins [--json]                               loaded plugins, what they registered, failures
@@ -12,8 +13,9 @@
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
 unknown block, a bad field, an existing run folder, a broken checkpoint, …) prints one line
-``error: <message>`` on stderr and exits with code 2. Ctrl-C during ``run`` finishes the current
-step, saves a checkpoint and exits with code 130.
+``error: <message>`` on stderr and exits with code 2. Ctrl-C (SIGTERM) during ``run`` finishes the
+current step, saves a checkpoint and exits with code 130 (143). Training that diverges (a NaN or
+infinite loss or gradient) prints one line naming where and exits with code 3.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from revkit.errors import RevkitError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_DIVERGED = 3
 
 
 def _say(text: str) -> None:
@@ -48,14 +51,22 @@ def one_line(error: BaseException) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from revkit.spec import load_spec
     from revkit.spec.bundled import resolve_spec
+    from revkit.train.distributed import env_rank
+    from revkit.train.interrupt import SIGNALS, exit_code
+    from revkit.train.launch import launch
     from revkit.train.run import run_spec
-    from revkit.train.trainer import INTERRUPTED
 
     path = resolve_spec(args.spec)
     spec = load_spec(path, args.overrides)
+    if args.nproc > 1:  # checked here first, so a spec error is one line, not one per process
+        argv = ["run", args.spec, *[f"--set={o}" for o in args.overrides], *(["--out", args.out] if args.out else []),
+                *(["--resume"] if args.resume else [])]
+        return launch(args.nproc, argv)
     outcome = run_spec(spec, path, out=args.out, resume=args.resume)
-    print(outcome.run_dir, flush=True)
-    return EXIT_INTERRUPTED if outcome.result.stopped == INTERRUPTED else 0
+    if env_rank() == 0:
+        print(outcome.run_dir, flush=True)
+    stopped = outcome.result.stopped
+    return exit_code(stopped) if stopped in SIGNALS else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -161,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec(p)
     p.add_argument("--out", metavar="DIR", help="the run folder (default: output.dir/output.name)")
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its latest checkpoint")
+    p.add_argument("--nproc", type=_positive, default=1, metavar="N",
+                   help="train with N local processes (DistributedDataParallel; gloo on CPU, nccl on CUDA); "
+                        "for several machines use torchrun, see docs/robustness.md")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a spec and build its model without reading data")
@@ -195,13 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+    """Run the command line; returns the exit code (0 ok, 2 user error, 3 diverged, 130 SIGINT,
+    143 SIGTERM)."""
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
         return int(args.func(args))
     except RevkitError as exc:
-        _say(f"error: {one_line(exc)}")
-        return EXIT_USER_ERROR
+        # under torchrun an error every rank raises alike is reported once, by rank 0
+        rank = int(os.environ.get("RANK", "0") or 0)
+        if rank == 0 or not getattr(exc, "replicated", False):
+            _say(f"{f'rank {rank}: ' if rank else ''}error: {one_line(exc)}")
+        return int(getattr(exc, "exit_code", EXIT_USER_ERROR))  # TrainingDiverged: EXIT_DIVERGED
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED

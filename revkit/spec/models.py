@@ -155,6 +155,11 @@ class TrainSpec(Section):
     grad_clip: float = Field(0.0, ge=0.0, description="maximum global gradient norm; 0 disables clipping")
     log_every: int = Field(50, ge=1, description="steps between metric lines in metrics.jsonl")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0: only at the end")
+    keep_checkpoints: int = Field(3, ge=1, description="how many of the newest checkpoints to keep")
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a NaN/inf loss or gradient: 'stop' (name the layer, keep the last good checkpoint, "
+                            "exit) or 'skip' the update (counted as skipped_updates in the metrics)"
+    )
     eval_every: int = Field(0, ge=0, description="steps between evaluations; 0: evaluate only at the end")
     time_limit_minutes: float = Field(
         0.0, ge=0.0, description="0: no limit; else stop early, checkpoint and evaluate"

@@ -2,12 +2,22 @@
 
 from revkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from revkit.train.device import resolve_device
-from revkit.train.trainer import COMPLETED, INTERRUPTED, TIME_LIMIT, Trainer, TrainingDiverged, TrainResult
+from revkit.train.distributed import Distributed
+from revkit.train.interrupt import INTERRUPTED, TERMINATED
+from revkit.train.trainer import (
+    COMPLETED,
+    TIME_LIMIT,
+    Trainer,
+    TrainingDiverged,
+    TrainResult,
+)
 
 __all__ = [
     "COMPLETED",
     "INTERRUPTED",
+    "TERMINATED",
     "TIME_LIMIT",
+    "Distributed",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",

@@ -8,7 +8,9 @@ Layout inside the run folder::
     checkpoints/latest           a text file naming the newest one (written last)
 
 Each file is written to a temporary file in the same folder, flushed, fsynced and renamed over its
-final name, so a crash or a failure while saving leaves the previous checkpoints intact.
+final name, so a crash or a failure while saving leaves the previous checkpoints intact; the
+``latest`` pointer is replaced the same way, after the checkpoint it names. A process killed while
+saving leaves at most a ``.step-….tmp`` file behind, which the next save removes.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _check_plain(value: Any, where: str) -> None:
     raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}; only plain data may be saved")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, fsync it and rename it to ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -109,8 +111,10 @@ def save_checkpoint(folder: Path, state: dict[str, Any], keep: int = KEEP_LAST) 
         raise ValueError(f"checkpoint state lacks {missing}")
     _check_plain(state, "state")
     path = folder / checkpoint_name(state["step"])
-    _atomic_write(path, lambda f: torch.save(state, f))
-    _atomic_write(folder / LATEST, lambda f: f.write((path.name + "\n").encode()))
+    for stale in folder.glob(".*.tmp"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(folder / LATEST, lambda f: f.write((path.name + "\n").encode()))
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         if old != path:
             old.unlink(missing_ok=True)

@@ -1,9 +1,11 @@
-"""Ctrl-C during training: the first one asks the loop to stop after the current step.
+"""SIGINT (Ctrl-C) and SIGTERM during training: stop after the current step, checkpoint, exit.
 
-Inside :func:`stop_on_sigint` the first SIGINT sets :attr:`StopRequest.reason` to
-``"interrupted"`` and puts Python's default handler back, so a second Ctrl-C raises
-``KeyboardInterrupt`` at once (the trainer then abandons the step). Outside the main thread,
-where handlers cannot be installed, nothing changes.
+Inside :func:`stop_on_signals` the first SIGINT sets :attr:`StopRequest.reason` to
+``"interrupted"`` and the first SIGTERM to ``"terminated"``; each then puts the signal's default
+handler back, so a second Ctrl-C raises ``KeyboardInterrupt`` at once (the trainer then abandons
+the step) and a second SIGTERM ends the process. The command line exits with ``128 + signal``:
+130 after SIGINT, 143 after SIGTERM. Outside the main thread, where handlers cannot be installed,
+nothing changes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,15 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+#: the stop reasons a signal gives, and the signal behind each.
+INTERRUPTED, TERMINATED = "interrupted", "terminated"
+SIGNALS: dict[str, signal.Signals] = {INTERRUPTED: signal.SIGINT, TERMINATED: signal.SIGTERM}
+
+
+def exit_code(reason: str) -> int:
+    """``128 + signal number`` for a stop caused by a signal (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + int(SIGNALS[reason])
 
 
 class StopRequest:
@@ -27,21 +38,28 @@ class StopRequest:
 
 
 @contextmanager
-def stop_on_sigint(stop: StopRequest, notify: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Route the first SIGINT to ``stop.request("interrupted")`` while the block runs."""
+def stop_on_signals(stop: StopRequest, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Route the first SIGINT to ``stop.request("interrupted")`` and the first SIGTERM to
+    ``stop.request("terminated")`` while the block runs; restore the previous handlers after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {reason: signal.getsignal(sig) for reason, sig in SIGNALS.items()}
+    defaults = {INTERRUPTED: signal.default_int_handler, TERMINATED: signal.SIG_DFL}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.request("interrupted")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        reason = INTERRUPTED if signum == signal.SIGINT else TERMINATED
+        stop.request(reason)
+        signal.signal(signum, defaults[reason])
         if notify is not None:
-            notify("interrupt: stopping after this step and saving a checkpoint (Ctrl-C again to abort now)")
+            again = "Ctrl-C again" if reason == INTERRUPTED else "a second SIGTERM"
+            notify(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+                   f"({again} to abort now)")
 
-    signal.signal(signal.SIGINT, handler)
+    for sig in SIGNALS.values():
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for reason, sig in SIGNALS.items():
+            signal.signal(sig, previous[reason])

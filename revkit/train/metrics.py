@@ -12,6 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from revkit.train.checkpoint import atomic_write
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -63,7 +65,7 @@ class MetricsLog:
             return
         kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
-        self.path.write_text(text, encoding="utf-8")
+        atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))  # a kill now loses no line
         self.records = kept
 
 

@@ -1,7 +1,9 @@
 """A whole run from a validated spec: run folder, build, train (or resume), final evaluation.
 
 This is what ``revkit run`` calls; it sits above the builder, the data loaders, the trainer and
-the evaluation.
+the evaluation. Under ``torchrun`` (or ``revkit run --nproc N``) every process calls it: rank 0
+chooses and writes the run folder, loads the checkpoint to resume and broadcasts it, and alone runs
+the final evaluation; the others train their share of each batch and return without metrics.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from revkit.eval.report import evaluate_run
 from revkit.spec import Spec
 from revkit.summary import parameter_count
 from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
+from revkit.train.distributed import Distributed, check_batch_size
+from revkit.train.interrupt import INTERRUPTED, TERMINATED
 from revkit.train.metrics import METRICS_FILE, read_metrics
 from revkit.train.rundir import choose_run_dir, prepare_run_dir, write_spec
 from revkit.train.seeding import seed_everything
-from revkit.train.trainer import INTERRUPTED, TIME_LIMIT, Trainer, TrainResult
+from revkit.train.trainer import TIME_LIMIT, Trainer, TrainResult
 
 #: spec sections that decide the model a checkpoint belongs to.
 MODEL_SECTIONS = ("model", "prior", "objective")
@@ -32,7 +36,8 @@ MODEL_SECTIONS = ("model", "prior", "objective")
 
 @dataclass
 class RunOutcome:
-    """The run folder, how training ended, and the final metrics (None when interrupted)."""
+    """The run folder, how training ended, and the final metrics (None when stopped by a signal,
+    and on every process but rank 0)."""
 
     run_dir: Path
     result: TrainResult
@@ -68,6 +73,22 @@ def check_same_model(stored_spec: str, spec: Spec, source: Path) -> None:
             )
 
 
+def _quiet(text: str) -> None:
+    """Status lines of ranks other than 0 go nowhere."""
+
+
+def resumable_state(run_dir: Path, spec: Spec) -> tuple[Path, dict[str, Any]]:
+    """The latest checkpoint of ``run_dir`` and its contents, checked against ``spec``.
+
+    Raises:
+        CheckpointError: no checkpoint, an unreadable one, or one of another model.
+    """
+    path = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    state = load_checkpoint(path)
+    check_same_model(str(state["spec"]), spec, path)
+    return path, state
+
+
 def run_spec(
     spec: Spec,
     spec_path: Path,
@@ -75,6 +96,7 @@ def run_spec(
     resume: bool = False,
     progress_stream: TextIO | None = None,
     say: Callable[[str], None] | None = None,
+    dist: Distributed | None = None,
 ) -> RunOutcome:
     """Train the spec's model in its run folder and evaluate it there.
 
@@ -84,32 +106,49 @@ def run_spec(
         out: the run folder (``--out``); default from ``[output]``.
         resume: continue the run in that folder from its latest checkpoint.
         progress_stream: where progress goes (stderr by default).
-        say: where status lines go (stderr by default).
+        say: where status lines go (stderr by default; nowhere on ranks other than 0).
+        dist: the process group; default: the one the environment describes (``torchrun``), else
+            a single process.
     """
-    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     started = time.monotonic()
-    run_dir = choose_run_dir(spec, spec_path, out, resume)
+    dist = dist or Distributed.from_env(spec.train.device)
+    try:
+        return _run(spec, spec_path, out, resume, progress_stream, say, dist, started)
+    finally:
+        dist.close()
+
+
+def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, progress_stream: TextIO | None,
+         say: Callable[[str], None] | None, dist: Distributed, started: float) -> RunOutcome:
+    if not dist.is_main:
+        say = _quiet
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    run_dir = dist.on_main(choose_run_dir, spec, spec_path, out, resume)
     seed_everything(spec.train.seed)
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
-    prepare_run_dir(run_dir, resume)  # after building: a spec or data error leaves no empty folder
+    check_batch_size(spec.data.batch_size, dist.world)
+    dist.on_main(prepare_run_dir, run_dir, resume)  # after building: a spec or data error leaves no empty folder
     trainer = Trainer(built.flow, built.objective, train_loader, spec.train, test_loader=test_loader,
-                      run_dir=run_dir, spec_text=spec.to_toml(), eval_batches=spec.eval.test_batches,
-                      progress_stream=progress_stream)
+                      run_dir=run_dir if dist.is_main else None, spec_text=spec.to_toml(),
+                      eval_batches=spec.eval.test_batches, progress_stream=progress_stream, dist=dist)
     if resume:
-        path = latest_checkpoint(run_dir / CHECKPOINT_DIR)
-        state = load_checkpoint(path)
-        check_same_model(str(state["spec"]), spec, path)
+        path, state = dist.on_main(resumable_state, run_dir, spec)
         trainer.load_state_dict(state, source=path)
         say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
     else:
         say(f"run folder: {run_dir}")
-    write_spec(run_dir, spec)
-    say(f"training on {trainer.device} for {spec.train.steps} steps "
+    if dist.is_main:
+        write_spec(run_dir, spec)
+    processes = f" × {dist.world} processes" if dist.enabled else ""
+    say(f"training on {trainer.device}{processes} for {spec.train.steps} steps "
         f"({parameter_count(built.flow):,} parameters)")
     result = trainer.fit()
-    if result.stopped == INTERRUPTED:
-        say(f"interrupted at step {result.step}; checkpoint saved: {result.checkpoint}")
+    if result.stopped in (INTERRUPTED, TERMINATED):
+        signal_name = "SIGINT" if result.stopped == INTERRUPTED else "SIGTERM"
+        say(f"{result.stopped} at step {result.step} ({signal_name}); checkpoint saved: {result.checkpoint}")
+        return RunOutcome(run_dir, result, None)
+    if not dist.is_main:
         return RunOutcome(run_dir, result, None)
     if result.stopped == TIME_LIMIT:
         say(f"stopped on the time limit ({spec.train.time_limit_minutes:g} min) at step {result.step} "
@@ -121,8 +160,11 @@ def run_spec(
         "train_seconds": round(result.seconds, 3),  # the training loop, summed over resumes
         "wall_clock_s": round(time.monotonic() - started, 3),  # this invocation: setup and training
         "device": str(trainer.device),
+        "processes": dist.world,
         "parameters": parameter_count(built.flow) + parameter_count(built.objective),
     }
+    if spec.train.on_nonfinite == "skip":
+        budget["skipped_updates"] = trainer.skipped
     metrics_file = run_dir / METRICS_FILE
     records = read_metrics(metrics_file) if metrics_file.exists() else []
     metrics = evaluate_run(built.flow, built.objective, test_loader, spec.eval, run_dir, trainer.device,

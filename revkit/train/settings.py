@@ -27,6 +27,8 @@ class TrainSettings(Protocol):
     grad_clip: float
     log_every: int
     checkpoint_every: int
+    keep_checkpoints: int  # optional: 3 when absent
+    on_nonfinite: str  # optional: "stop" | "skip"; "stop" when absent
     eval_every: int
     time_limit_minutes: float
 

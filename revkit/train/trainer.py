@@ -5,12 +5,22 @@ One *step* runs the updates the objective names for it, in order; for each group
 several critic updates per step return other lists):
 
 1. zero ``g``'s gradients,
-2. ``out = objective.losses(flow, batch, update=g)``,
-3. ``out.loss.backward()``,
-4. clip ``g``'s gradients to global norm ``grad_clip`` (when > 0),
+2. ``out = objective.losses(flow, batch, update=g)`` (through ``DistributedDataParallel`` when
+   several processes train, see :mod:`revkit.train.distributed`),
+3. if the loss (averaged over the processes) is NaN or infinite: stop or skip (below); else
+   ``out.loss.backward()``,
+4. if ``g``'s global gradient norm is not finite: stop or skip; else clip ``g``'s gradients to
+   global norm ``grad_clip`` (when > 0),
 5. step ``g``'s Adam optimizer, then ``flow.prior.after_step()`` (constraints such as std ≥ 0),
 
-and then every group's learning-rate schedule advances by one. Before the first step of a fresh run
+and then every group's learning-rate schedule advances by one.
+
+A non-finite loss or gradient never reaches the parameters. With ``train.on_nonfinite = "stop"``
+(the default) the trainer re-runs the update with forward hooks to name the first module whose
+output went non-finite (:mod:`revkit.train.divergence`) and raises :class:`TrainingDiverged`; no
+checkpoint is written, so the last good one stays ``latest``. With ``"skip"`` the update is left
+out, the step still counts, and ``skipped_updates`` (in ``metrics.jsonl``, the checkpoint and
+``metrics.json``) counts the updates skipped so far. Before the first step of a fresh run
 the trainer runs one forward pass over a training batch in train mode (data-dependent
 initialisation such as actnorm's) and calls ``flow.prior.init_from_data(z, y)`` with its encodings.
 
@@ -20,6 +30,7 @@ Logged names: the first group's loss is ``loss`` and its metrics keep their name
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import warnings
@@ -35,9 +46,11 @@ from revkit.eval.likelihood import evaluate_split, to_device
 from revkit.flow import Flow
 from revkit.objectives.base import Objective
 from revkit.train.batches import BatchStream
-from revkit.train.checkpoint import CHECKPOINT_DIR, save_checkpoint
+from revkit.train.checkpoint import CHECKPOINT_DIR, KEEP_LAST, save_checkpoint
 from revkit.train.device import resolve_device
-from revkit.train.interrupt import StopRequest, stop_on_sigint
+from revkit.train.distributed import Distributed
+from revkit.train.divergence import first_nonfinite_output, nonfinite_gradients
+from revkit.train.interrupt import INTERRUPTED, TERMINATED, StopRequest, stop_on_signals
 from revkit.train.metrics import MetricsLog, WindowMeans
 from revkit.train.optimizers import make_optimizers
 from revkit.train.progress import Progress
@@ -45,12 +58,22 @@ from revkit.train.schedule import make_scheduler
 from revkit.train.seeding import rng_state, seed_everything, set_rng_state
 from revkit.train.settings import TrainSettings
 
-#: why a call to :meth:`Trainer.fit` returned.
-COMPLETED, TIME_LIMIT, INTERRUPTED = "completed", "time_limit", "interrupted"
+#: why a call to :meth:`Trainer.fit` returned (also ``INTERRUPTED`` and ``TERMINATED``: a signal).
+COMPLETED, TIME_LIMIT = "completed", "time_limit"
+__all__ = ["COMPLETED", "INTERRUPTED", "TERMINATED", "TIME_LIMIT", "TrainResult", "Trainer", "TrainingDiverged"]
 
 
 class TrainingDiverged(RevkitError):
-    """A loss became NaN or infinite."""
+    """A loss or gradient became NaN or infinite (every process raises it alike; the command line
+    exits with code 3)."""
+
+    replicated = True
+    exit_code = 3
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of process ``rank``'s random draws after initialisation (rank 0 keeps ``seed``)."""
+    return int(seed) if rank == 0 else (int(seed) * 1_000_003 + 104_729 * int(rank)) % (2**63 - 1)
 
 
 @dataclass
@@ -59,7 +82,7 @@ class TrainResult:
 
     Attributes:
         step: optimizer steps taken in total (including those before a resume).
-        stopped: ``"completed"``, ``"time_limit"`` or ``"interrupted"``.
+        stopped: ``"completed"``, ``"time_limit"``, ``"interrupted"`` (SIGINT) or ``"terminated"`` (SIGTERM).
         seconds: wall-clock training time in total (including time before a resume).
         last: the last logged record.
         checkpoint: the checkpoint written last, if any.
@@ -81,10 +104,12 @@ class Trainer:
         train_loader: re-iterable ``(x, y)`` batches (a ``DataLoader``).
         settings: the ``[train]`` table.
         test_loader: batches for evaluation during training (``eval_every``).
-        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: nothing is written).
+        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: nothing is written; pass
+            None on every process but rank 0).
         spec_text: the spec as run, stored in every checkpoint.
         eval_batches: batches per evaluation during training (0: the whole test split).
-        progress_stream: where progress goes (stderr by default).
+        progress_stream: where progress goes (stderr by default; nowhere on ranks other than 0).
+        dist: the process group (default: a single process); the trainer shards ``train_loader``.
     """
 
     def __init__(
@@ -99,9 +124,11 @@ class Trainer:
         spec_text: str = "",
         eval_batches: int = 0,
         progress_stream: TextIO | None = None,
+        dist: Distributed | None = None,
     ):
         self.settings = settings
-        self.device = resolve_device(settings.device)
+        self.dist = dist or Distributed()
+        self.device = resolve_device(self.dist.device(settings.device))
         self.flow = flow.to(self.device)
         self.objective = objective.to(self.device)
         self.test_loader = test_loader
@@ -110,11 +137,15 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.spec_text = spec_text
         self.eval_batches = int(eval_batches)
-        self.progress_stream = progress_stream
+        self.progress_stream = progress_stream if self.dist.is_main else open(os.devnull, "w")  # noqa: SIM115
         self.order = list(objective.update_order())
         self.optimizers, self.group_settings = make_optimizers(self.flow, self.objective, settings)
         self.schedulers = {g: make_scheduler(opt, settings) for g, opt in self.optimizers.items()}
-        self.stream = BatchStream(train_loader, settings.seed)
+        self.stream = BatchStream(self.dist.shard_loader(train_loader), settings.seed)  # type: ignore[arg-type]
+        self.keep = int(getattr(settings, "keep_checkpoints", KEEP_LAST))
+        self.on_nonfinite = str(getattr(settings, "on_nonfinite", "stop"))
+        self.skipped = 0  # updates skipped for a non-finite loss or gradient, over the whole run
+        self._step_module: torch.nn.Module | None = None
         self.metrics = MetricsLog(self.run_dir)
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (from a checkpoint)
@@ -138,6 +169,7 @@ class Trainer:
         (actnorm and the like), then ``flow.prior.init_from_data`` on encodings of at least
         ``prior.init_samples`` training examples (the first batch's when it asks for fewer)."""
         x, y = to_device(self.stream.peek(), self.device)[:2]
+        x, y = self.dist.gather(x), self.dist.gather(y)  # every rank initialises on the global batch
         self.flow.train()
         z, _ = self.flow(x, self.flow.context(y))
         prior = self.flow.prior
@@ -158,6 +190,7 @@ class Trainer:
             torch.manual_seed(self.settings.seed)
             for batch in self.stream.loader:
                 bx, by = to_device(batch, self.device)[:2]
+                bx, by = self.dist.gather(bx), self.dist.gather(by)
                 codes.append(self.flow(bx, self.flow.context(by))[0])
                 labels.append(by)
                 count += bx.shape[0]
@@ -166,39 +199,75 @@ class Trainer:
         self.flow.train()
         return torch.cat(codes)[:wanted], torch.cat(labels)[:wanted]
 
+    @property
+    def step_module(self) -> torch.nn.Module:
+        """The flow and objective as one module (in ``DistributedDataParallel`` across processes),
+        built on first use: after initialisation or a restore, whose weights it then shares."""
+        if self._step_module is None:
+            self._step_module = self.dist.wrap(self.flow, self.objective, self.device)
+        return self._step_module
+
     def train_step(self, batch: Any) -> dict[str, float]:
-        """Run every update of one step on ``batch``; returns the losses and metrics by logged name."""
+        """Run every update of one step on ``batch`` (this process's share of the global batch);
+        returns the losses and metrics by logged name, averaged over the processes."""
         self.flow.train()
         self.objective.train()
         values: dict[str, float] = {}
         for group in self.objective.updates_at(self.step):
             optimizer = self.optimizers[group]
+            params = [p for pg in optimizer.param_groups for p in pg["params"]]
             optimizer.zero_grad(set_to_none=True)
-            out = self.objective.losses(self.flow, batch, update=group)
-            loss = out.loss
-            if not bool(torch.isfinite(loss.detach())):
-                raise TrainingDiverged(
-                    f"training diverged at step {self.step + 1}: the {group!r} loss is {float(loss.detach())}; "
-                    f"try a lower train.lr (now {self.group_settings[group]['lr']:g}), train.grad_clip > 0 "
-                    "or train.warmup_steps"
-                )
-            loss.backward()
+            out = self.step_module(batch, group)
+            loss = self.dist.mean_tensor(out.loss)
+            if not bool(torch.isfinite(loss)):
+                self._nonfinite(group, batch, f"the {group!r} loss is {float(loss)}")
+                continue
+            out.loss.backward()
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+            if not bool(torch.isfinite(norm)):
+                self._nonfinite(group, batch, f"the {group!r} gradient norm is {float(norm)}")
+                optimizer.zero_grad(set_to_none=True)
+                continue
             clip = self.group_settings[group]["grad_clip"]
             if clip > 0:
-                params = [p for pg in optimizer.param_groups for p in pg["params"]]
-                torch.nn.utils.clip_grad_norm_(params, clip)
+                torch.nn.utils.clip_grads_with_norm_(params, clip, norm)
             optimizer.step()
             if self.flow.prior is not None:
                 self.flow.prior.after_step()
             prefix = self._prefix(group)
-            values[f"{prefix}loss"] = float(loss.detach())
+            values[f"{prefix}loss"] = float(loss)
             values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
         with warnings.catch_warnings():
             # a group that sat this step out (a phase without the critic) still follows the schedule
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             for scheduler in self.schedulers.values():
                 scheduler.step()
-        return values
+        return self.dist.mean(values, self.device)
+
+    def _nonfinite(self, group: str, batch: Any, what: str) -> None:
+        """Skip the update (``on_nonfinite = "skip"``) or raise :class:`TrainingDiverged` naming where
+        the values first went non-finite (every process takes the same decision: the loss and the
+        gradients it tests are averaged over the processes)."""
+        if self.on_nonfinite == "skip":
+            self.skipped += 1
+            return
+        if "gradient" in what:  # the forward pass was finite: name the parameters instead
+            mine = {id(p) for pg in self.optimizers[group].param_groups for p in pg["params"]}
+            named = [*self.flow.named_parameters(prefix="flow"), *self.objective.named_parameters(prefix="objective")]
+            bad = nonfinite_gradients((n, p) for n, p in named if id(p) in mine)
+            where = f"first non-finite gradients: {', '.join(bad) or '?'}"
+        else:
+            where = first_nonfinite_output(self.flow, self.objective, batch, group)
+        if self.dist.enabled:
+            found = self.dist.all_objects(where)
+            where = next((f"{w} (rank {r})" for r, w in enumerate(found) if "went non-finite" in w),
+                         f"{found[0]} (rank 0)")
+        kept = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
+            "no checkpoint was written"
+        raise TrainingDiverged(
+            f"training diverged at step {self.step + 1}: {what}; {where}; {kept}; try a lower train.lr "
+            f"(now {self.group_settings[group]['lr']:g}), train.grad_clip > 0, train.warmup_steps, or "
+            "train.on_nonfinite = 'skip'")
 
     def current_lrs(self) -> dict[str, float]:
         return {f"{self._prefix(g)}lr": opt.param_groups[0]["lr"] for g, opt in self.optimizers.items()}
@@ -215,28 +284,32 @@ class Trainer:
         if self.step == 0 and not self.initialized:
             seed_everything(self.settings.seed)
             self.initialize()
+            if self.dist.rank > 0:  # each process its own random draws (noise, prior samples)
+                seed_everything(rank_seed(self.settings.seed, self.dist.rank))
         started = time.monotonic()
         limit = float(self.settings.time_limit_minutes) * 60.0
         log_every = max(1, int(self.settings.log_every))
         progress = Progress(total, self.step, log_every, self.progress_stream)
         window, window_images, window_start = WindowMeans(), 0, time.monotonic()
         rate, last_tick = 0.0, time.monotonic()
-        stopped = COMPLETED
+        stopped, abandoned = COMPLETED, False
         try:
-            with stop_on_sigint(self.stop, progress.message):
+            with stop_on_signals(self.stop, progress.message):
                 while self.step < total:
-                    if self.stop.reason is not None:
-                        stopped = self.stop.reason
-                        break
-                    if limit > 0 and time.monotonic() - started >= limit:
-                        stopped = TIME_LIMIT
-                        progress.message(f"time limit of {self.settings.time_limit_minutes:g} min reached "
-                                         f"at step {self.step}")
+                    reason = self.stop.reason
+                    if reason is None and limit > 0 and time.monotonic() - started >= limit:
+                        reason = TIME_LIMIT
+                    if self.dist.any(reason is not None, self.device):  # every process stops together
+                        reasons = [r for r in self.dist.all_objects(reason) if r is not None]
+                        stopped = next((r for r in reasons if r != TIME_LIMIT), TIME_LIMIT)
+                        if stopped == TIME_LIMIT:
+                            progress.message(f"time limit of {self.settings.time_limit_minutes:g} min reached "
+                                             f"at step {self.step}")
                         break
                     batch = to_device(self.stream.next_batch(), self.device)
                     values = self.train_step(batch)
                     self.step += 1
-                    images = int(batch[0].shape[0])
+                    images = int(batch[0].shape[0]) * self.dist.world
                     window.add(values)
                     window_images += images
                     now = time.monotonic()
@@ -248,6 +321,8 @@ class Trainer:
                         record = {"step": self.step, **window.pop(), **self.current_lrs(),
                                   "images_per_s": window_images / max(now - window_start, 1e-9),
                                   "time": self.elapsed + now - started}
+                        if self.on_nonfinite == "skip":
+                            record["skipped_updates"] = self.skipped
                         self.metrics.write(record)
                         progress.log(self.step, record)
                         window_images, window_start = 0, now
@@ -256,17 +331,19 @@ class Trainer:
                     if self.settings.checkpoint_every and self.step % int(self.settings.checkpoint_every) == 0:
                         self.save(self.elapsed + time.monotonic() - started)
         except KeyboardInterrupt:
-            stopped = INTERRUPTED  # a second Ctrl-C: the step in flight is abandoned
+            # a second Ctrl-C: the step in flight is abandoned half done, so the parameters and
+            # optimizer states may not belong to any step: keep the last checkpoint, write none
+            stopped, abandoned = INTERRUPTED, True
         finally:
             progress.close()
         seconds = self.elapsed + time.monotonic() - started
-        if self.saved_step != self.step:
+        if self.saved_step != self.step and not abandoned:
             self.save(seconds)
         last = self.metrics.records[-1] if self.metrics.records else {}
         return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
 
     def evaluate_during_training(self, started: float) -> None:
-        if self.test_loader is None:
+        if self.test_loader is None or not self.dist.is_main:
             return
         means, _ = evaluate_split(self.flow, self.objective, self.test_loader, self.device, self.eval_batches)
         self.metrics.write({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
@@ -285,14 +362,21 @@ class Trainer:
             "data": self.stream.state_dict(),
             "elapsed": float(self.elapsed if seconds is None else seconds),
             "spec": self.spec_text,
+            "skipped_updates": self.skipped,
         }
 
     def save(self, seconds: float | None = None) -> Path | None:
-        """Write a checkpoint of the current step into ``run_dir/checkpoints`` (if there is a run dir)."""
+        """Write a checkpoint of the current step into ``run_dir/checkpoints`` (if there is a run dir).
+
+        Across processes every rank calls this at the same step: the ranks' random states are
+        gathered into ``rng_ranks`` and rank 0 writes the file."""
+        state = self.state_dict(seconds)
+        if self.dist.enabled:
+            state["rng_ranks"] = self.dist.all_objects(state["rng"])
+        self.saved_step = self.step
         if self.checkpoint_dir is None:
             return None
-        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, self.state_dict(seconds))
-        self.saved_step = self.step
+        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, state, keep=self.keep)
         return self.last_checkpoint
 
     def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
@@ -320,7 +404,14 @@ class Trainer:
             raise CheckpointError(f"{source}: optimizer state does not fit this model ({exc})") from exc
         self.step = self.saved_step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self.skipped = int(state.get("skipped_updates", 0))
         self.initialized = True
         self.metrics.truncate_after(self.step)
         self.stream.load_state_dict(state["data"])  # replays batches: restore the generators after it
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or []
+        if self.dist.enabled and len(ranks) == self.dist.world:
+            set_rng_state(ranks[self.dist.rank])
+        else:
+            set_rng_state(state["rng"])
+            if self.dist.rank > 0:  # saved by another number of processes: fresh draws for this rank
+                seed_everything(rank_seed(self.settings.seed + self.step, self.dist.rank))
