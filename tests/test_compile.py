@@ -31,3 +31,16 @@ def test_a_compiled_flow_gives_the_same_log_density_and_gradients() -> None:
     for (name, a), b in zip(eager.named_parameters(), flow.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
     assert flow.net._compiled_call_impl is not None
+
+
+def test_train_compile_makes_the_trainer_compile_the_network() -> None:
+    from revkit.train.trainer import Trainer
+
+    for compile_ in (False, True):
+        doc = {"model": {"layers": [{"block": "affine_coupling", "hidden": 4}]}, "data": {"kind": "toy2d"},
+               "train": {"compile": compile_, "device": "cpu"}}
+        spec = load_spec_dict(doc)
+        built = build(spec)
+        Trainer(built.flow, built.objective, [(torch.randn(4, 2), torch.zeros(4))], spec.train)
+        # compilation itself happens on the first call; constructing only wraps the network
+        assert (built.flow.net._compiled_call_impl is not None) == compile_

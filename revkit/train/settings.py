@@ -31,6 +31,7 @@ class TrainSettings(Protocol):
     on_nonfinite: str  # optional: "stop" | "skip"; "stop" when absent
     eval_every: int
     time_limit_minutes: float
+    compile: bool  # optional: False when absent; torch.compile the flow's network
 
 
 class EvalSettings(Protocol):

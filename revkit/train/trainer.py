@@ -47,6 +47,7 @@ from revkit.flow import Flow
 from revkit.objectives.base import Objective
 from revkit.train.batches import BatchStream
 from revkit.train.checkpoint import CHECKPOINT_DIR, KEEP_LAST, save_checkpoint
+from revkit.train.compiled import compile_flow
 from revkit.train.device import resolve_device
 from revkit.train.distributed import Distributed
 from revkit.train.divergence import first_nonfinite_output, nonfinite_gradients
@@ -130,6 +131,8 @@ class Trainer:
         self.dist = dist or Distributed()
         self.device = resolve_device(self.dist.device(settings.device))
         self.flow = flow.to(self.device)
+        if getattr(settings, "compile", False):
+            compile_flow(self.flow)
         self.objective = objective.to(self.device)
         self.test_loader = test_loader
         self.run_dir = None if run_dir is None else Path(run_dir)
