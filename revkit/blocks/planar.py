@@ -16,7 +16,10 @@ On vectors :math:`z \in \mathbb R^D`, with parameters :math:`u, w \in \mathbb R^
 
 so :math:`w^\top \hat u = m(w^\top u) > -1` for every :math:`u` (and :math:`\hat u = u` up to a
 small change where :math:`w^\top u` is large and positive). Then
-:math:`1 + \hat u^\top ψ = 1 + \tanh'(\cdot)\, w^\top \hat u > 0`.
+:math:`1 + \hat u^\top ψ = 1 + \tanh'(\cdot)\, w^\top \hat u > 0`. In floating point softplus
+underflows for very negative arguments, so the block floors it at ``MIN_SLOPE`` (:math:`m \ge -1 +
+10^{-4}`, hence :math:`1 + \hat u^\top ψ \ge 10^{-4}`) and uses :math:`m` itself, not the rounded
+:math:`w^\top \hat u`, in the log-det and the inverse.
 
 **Inverse** (no closed form). Write :math:`α = w^\top z`. Projecting :math:`y = f(z)` on :math:`w`
 gives the scalar equation
@@ -48,6 +51,8 @@ from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.errors import RevkitError
 from revkit.invertible import BlockParams, Invertible, Shape
 
+#: floor of softplus(wᵀu) in m(wᵀu) = −1 + softplus(wᵀu): keeps 1 + ûᵀψ ≥ MIN_SLOPE after rounding.
+MIN_SLOPE = 1e-4
 #: bisection steps of the inverse; each halves the bracket of width ``2·|wᵀû|`` (float64).
 BISECTION_STEPS = 80
 
@@ -100,8 +105,9 @@ class Planar(Invertible):
             nn.init.zeros_(self.amortize.bias)
 
     # -- parameters ---------------------------------------------------------------------------
-    def parameters_for(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """``(û [B, D], w [B, D], b [B])`` for a batch, with ``wᵀû > −1`` per sample."""
+    def parameters_for(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(û [B, D], w [B, D], b [B], m [B])`` for a batch, with ``m = wᵀû ≥ −1 + MIN_SLOPE`` per
+        sample (``m`` exactly, where the dot product of the returned ``û`` and ``w`` is rounded)."""
         n, d = x.shape[0], self.input_shape[0]
         u = self.u.expand(n, d)
         w = self.w.expand(n, d)
@@ -115,37 +121,37 @@ class Planar(Invertible):
             u, w, b = u + shift[:, :d], w + shift[:, d : 2 * d], b + shift[:, 2 * d]
         wu = (w * u).sum(dim=1, keepdim=True)
         w_norm2 = (w * w).sum(dim=1, keepdim=True).clamp_min(1e-12)
-        u_hat = u + (F.softplus(wu) - 1.0 - wu) * w / w_norm2
-        return u_hat, w, b
+        m = F.softplus(wu).clamp_min(MIN_SLOPE) - 1.0
+        u_hat = u + (m - wu) * w / w_norm2
+        return u_hat, w, b, m[:, 0]
 
     # -- the map ------------------------------------------------------------------------------
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        u_hat, w, b = self.parameters_for(x, context)
-        return self._map(x, u_hat, w, b)
+        u_hat, w, b, m = self.parameters_for(x, context)
+        return self._map(x, u_hat, w, b, m)
 
     @staticmethod
-    def _map(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    def _map(z: Tensor, u_hat: Tensor, w: Tensor, b: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
         a = (w * z).sum(dim=1) + b
         h = torch.tanh(a)
         dh = 1.0 - h * h  # tanh'(a)
-        wu = (w * u_hat).sum(dim=1)
-        return z + u_hat * h[:, None], torch.log(torch.abs(1.0 + dh * wu))
+        return z + u_hat * h[:, None], torch.log(torch.abs(1.0 + dh * m))
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        u_hat, w, b = self.parameters_for(y, context)
-        alpha = self._solve_alpha(y, u_hat, w, b)
+        u_hat, w, b, m = self.parameters_for(y, context)
+        alpha = self._solve_alpha(y, w, b, m)
         # z from the root; with gradients on, α carries the implicit-function gradient (_solve_alpha)
         z = y - u_hat * torch.tanh(alpha + b)[:, None]
-        _, logdet = self._map(z, u_hat, w, b)
+        _, logdet = self._map(z, u_hat, w, b, m)
         return z, -logdet
 
     @staticmethod
-    def _solve_alpha(y: Tensor, u_hat: Tensor, w: Tensor, b: Tensor) -> Tensor:
-        r"""The root :math:`α` of :math:`α + (w^\top\hat u)\tanh(α + b) = w^\top y`, per sample ``[B]``,
-        by float64 bisection on the bracket :math:`w^\top y ± |w^\top \hat u|`."""
+    def _solve_alpha(y: Tensor, w: Tensor, b: Tensor, m: Tensor) -> Tensor:
+        r"""The root :math:`α` of :math:`α + m\tanh(α + b) = w^\top y` (:math:`m = w^\top\hat u`), per sample
+        ``[B]``, by float64 bisection on the bracket :math:`w^\top y ± |m|`."""
         with torch.no_grad():
             wy = (w * y).sum(dim=1).double()
-            wu = (w * u_hat).sum(dim=1).double()
+            wu = m.double()
             bb = b.double()
             lo, hi = wy - wu.abs(), wy + wu.abs()
             for _ in range(BISECTION_STEPS):
@@ -154,12 +160,12 @@ class Planar(Invertible):
                 hi = torch.where(above, mid, hi)
                 lo = torch.where(above, lo, mid)
             alpha = 0.5 * (lo + hi)
-        if torch.is_grad_enabled() and (y.requires_grad or u_hat.requires_grad):
+        if torch.is_grad_enabled() and (y.requires_grad or m.requires_grad):
             # one Newton step with the graph attached: the value stays the root (to rounding), and
             # dα/d(y, û, w, b) follow the implicit function theorem
             a = alpha.to(y.dtype)
             wy_t = (w * y).sum(dim=1)
-            wu_t = (w * u_hat).sum(dim=1)
+            wu_t = m
             g = a + wu_t * torch.tanh(a + b) - wy_t
             dg = 1.0 + wu_t * (1.0 - torch.tanh(a + b) ** 2)
             return a - g / dg
