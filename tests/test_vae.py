@@ -165,3 +165,12 @@ def test_the_trainer_fits_a_vae_and_evaluation_reports_the_bounds(tmp_path):
     assert after["nll_iwae"].mean() < before["nll_iwae"].mean() - 50
     assert (after["nll_iwae"] <= -after["elbo"] + 1e-4).all()  # −IWAE ≤ −ELBO from the same draws
     assert objective.beta == 1.0
+
+
+def test_inspect_prints_the_posterior_flow_and_parameter_counts(capsys):
+    from revkit.cli import main
+
+    assert main(["inspect", str(SPECS / "vae_planar_k4.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "posterior flow: 4×Planar(amortised)" in out and "(K = 4)" in out
+    assert "encoder" in out and "decoder" in out
