@@ -94,13 +94,16 @@ def tiny_vae(flow: list[dict], context: int = 3, decoder: str = "mlp") -> VAE:
 
 @pytest.mark.parametrize("decoder", ["mlp", "conv"])
 def test_the_posterior_flow_sees_the_encoders_context_and_changes_log_q(decoder):
-    model = tiny_vae([{"block": "planar", "repeat": 2}, {"block": "affine_coupling", "hidden": 8}],
-                     decoder=decoder)
+    model = tiny_vae([{"block": "planar", "repeat": 2}, {"block": "permute", "mode": "random"},
+                      {"block": "affine_coupling", "hidden": 8}], decoder=decoder)
     x = torch.bernoulli(torch.full((5, 1, 28, 28), 0.3))
     post = model.posterior(x)
     assert post.context is not None and post.context.shape == (5, 3)
-    for block in model.posterior_flow:
-        torch.nn.init.normal_(block.amortize.weight if isinstance(block, Planar) else block.subnet.net[-1].weight)
+    for block in model.posterior_flow:  # leave the identity start, so the flow does something
+        if isinstance(block, Planar):
+            torch.nn.init.normal_(block.amortize.weight)
+        elif isinstance(block, AffineCoupling):
+            torch.nn.init.normal_(block.subnet.net[-1].weight)
     torch.manual_seed(1)
     z, log_q = model.draw(post, 7)
     assert z.shape == (7, 5, 4) and log_q.shape == (7, 5)
@@ -110,6 +113,8 @@ def test_the_posterior_flow_sees_the_encoders_context_and_changes_log_q(decoder)
     zk, logdet = model.posterior_flow(z0.reshape(35, 4), post.context.repeat(7, 1))
     assert torch.allclose(z, zk.reshape(7, 5, 4), atol=1e-5)
     assert torch.allclose(log_q, base - logdet.reshape(7, 5), atol=1e-4)
+    other, _ = model.posterior_flow(z0.reshape(35, 4), torch.zeros(35, 3))
+    assert not torch.allclose(other, zk, atol=1e-3)  # the context steers the flow
     assert model.log_likelihood(x, z).shape == (7, 5)
     assert model.sample(3).shape == (3, 1, 28, 28)
 

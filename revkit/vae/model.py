@@ -109,7 +109,7 @@ class VAE(nn.Module):
         return self.prior.log_prob(z.reshape(s * b, d)).reshape(s, b)
 
     # -- what the trainer and the evaluation call -------------------------------------------
-    def context(self, y: Tensor | None) -> None:
+    def context(self, y: Tensor | None) -> Tensor | None:
         """A VAE takes no class context."""
         return None
 
