@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from revkit.data.base import DataInfo, DataSource, default_root
 from revkit.data.loaders import padded_info
@@ -32,6 +32,9 @@ from revkit.spec.components import registry_for, unknown_component
 from revkit.spec.errors import Loc, format_path
 from revkit.spec.models import ComponentSpec, LayerSpec, Spec
 
+if TYPE_CHECKING:
+    from revkit.vae.model import VAE
+
 #: errors a component's constructor may raise for parameters or shapes it cannot take.
 CONSTRUCTION_ERRORS = (RevkitError, ShapeError, ValueError)
 
@@ -41,7 +44,7 @@ class Built:
     """Everything a spec describes, ready to train: the flow (with its prior attached), the
     objective (already ``setup``), the data source and the data's info (after ``data.pad``)."""
 
-    flow: Flow
+    flow: Flow | VAE
     objective: Objective
     source: DataSource
     info: DataInfo
@@ -57,13 +60,15 @@ class PlannedLayer:
     name: str
     component: Any
     kwargs: dict[str, Any]
+    #: the TOML path of the layer list (``model.vae.posterior_flow`` for a VAE's flow).
+    path: Loc = ("model", "layers")
     #: run this layer with memory-saving execution, and the spec key that asked for it.
     memory_saving: bool = False
     memory_saving_key: str = "train.memory_saving"
 
     @property
     def where(self) -> str:
-        return format_path(("model", "layers", self.index))
+        return format_path((*self.path, self.index))
 
     @property
     def label(self) -> str:
@@ -135,17 +140,25 @@ def _with_flip(kwargs: dict[str, Any], layer: LayerSpec, copy: int) -> dict[str,
 
 def plan_layers(spec: Spec, registries: Registries | None = None) -> list[PlannedLayer]:
     """``spec.model.layers`` with ``repeat`` expanded, in data → latent order."""
+    return plan_layer_list(spec.model.layers, ("model", "layers"), registries, spec.train.memory_saving)
+
+
+def plan_layer_list(
+    layers: list[LayerSpec], path: Loc, registries: Registries | None = None, memory_saving: bool = False
+) -> list[PlannedLayer]:
+    """A list of layer tables found at the TOML path ``path``, with ``repeat`` expanded; a layer
+    without its own ``memory_saving`` takes ``memory_saving`` (``train.memory_saving``)."""
     regs = registries if registries is not None else get_registries()
     planned = []
-    for index, layer in enumerate(spec.model.layers):
-        component = _component(LayerSpec, layer, regs, ("model", "layers", index))
+    for index, layer in enumerate(layers):
+        component = _component(LayerSpec, layer, regs, (*path, index))
         base = layer.kwargs()
-        saving = spec.train.memory_saving if layer.memory_saving is None else layer.memory_saving
+        saving = memory_saving if layer.memory_saving is None else layer.memory_saving
         key = ("train.memory_saving" if layer.memory_saving is None
-               else format_path(("model", "layers", index, "memory_saving")))
+               else format_path((*path, index, "memory_saving")))
         for copy in range(layer.repeat):
             planned.append(PlannedLayer(index, copy, layer.repeat, layer.block, component,
-                                        _with_flip(base, layer, copy), saving, key))
+                                        _with_flip(base, layer, copy), tuple(path), saving, key))
     return planned
 
 
@@ -225,10 +238,15 @@ def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Reg
                                  f"{fmt_shape(latent_shape)} (data '{info.name}' has {labels}): {exc}") from exc
 
 
-def build_flow(spec: Spec, info: DataInfo, registries: Registries | None = None) -> Flow:
-    """The flow of ``[model]`` on the data's shape, with the ``[prior]`` on its latent attached."""
+def build_flow(spec: Spec, info: DataInfo, registries: Registries | None = None) -> Flow | VAE:
+    """The flow of ``[model]`` on the data's shape, with the ``[prior]`` on its latent attached;
+    for ``model.kind = "vae"`` the VAE of ``[model.vae]`` (:func:`revkit.vae.build.build_vae`)."""
     regs = registries if registries is not None else get_registries()
     shape = check_input_shape(spec, info)
+    if spec.model.kind == "vae":
+        from revkit.vae.build import build_vae
+
+        return build_vae(spec, info, regs)
     if spec.model.conditional and info.classes < 1:
         raise SpecError("model.conditional", f"a conditional model needs class labels, but data source "
                                              f"'{info.name}' has none; set model.conditional = false")
@@ -242,7 +260,7 @@ def build_flow(spec: Spec, info: DataInfo, registries: Registries | None = None)
         raise SpecError("prior", str(exc)) from exc
 
 
-def build_objective(spec: Spec, flow: Flow, info: DataInfo, registries: Registries | None = None) -> Objective:
+def build_objective(spec: Spec, flow: Flow | VAE, info: DataInfo, registries: Registries | None = None) -> Objective:
     """``Objective(**params)``, then ``objective.setup(flow, info)``."""
     regs = registries if registries is not None else get_registries()
     cls = _component(type(spec.objective), spec.objective, regs, ("objective",))

@@ -142,6 +142,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from revkit.eval.compare import compare
+
+    print(compare(args.run_dirs, markdown=args.markdown), end="")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -200,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="a table of VAE runs: model, K, ELBO, −log p(x|z), IWAE −log p(x)")
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished run folders")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution revkit-NAME")
     p.add_argument("name", metavar="NAME", help="the plugin's name, a lower-case identifier such as 'splines'")

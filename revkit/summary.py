@@ -63,7 +63,7 @@ def _is_plain_chain(block: Invertible) -> bool:
 
 def _blocks(chain: Invertible) -> Iterator[Invertible]:
     """The blocks of a chain in order, reading :class:`Sequential` and continuations inline."""
-    members = chain.net if isinstance(chain, Flow) else chain
+    members = _chain_and_input(chain)[0]
     if not isinstance(members, Sequential):
         yield members
         return
@@ -114,9 +114,23 @@ def _rows(chain: Sequential, shape: Shape, depth: int, start: int) -> list[Layer
     return rows
 
 
+def _chain_and_input(model: nn.Module) -> tuple[nn.Module, Shape]:
+    """The chain of blocks to list and its input shape: a flow's network on the data's shape, a VAE's
+    posterior flow on the latent's; any other module is its own chain."""
+    if isinstance(model, Flow):
+        return model.net, tuple(model.input_shape)
+    from revkit.vae.model import VAE
+
+    if isinstance(model, VAE):
+        return model.posterior_flow, tuple(model.latent_shape)
+    return model, tuple(getattr(model, "input_shape", ()))
+
+
 def layer_table(flow: Flow) -> list[LayerRow]:
-    """One :class:`LayerRow` per block of ``flow``, in data → latent order."""
-    return _rows(flow.net, tuple(flow.input_shape), 0, 0)
+    """One :class:`LayerRow` per block of ``flow`` (of a VAE's posterior flow), in data → latent order."""
+    chain, shape = _chain_and_input(flow)
+    assert isinstance(chain, Sequential)
+    return _rows(chain, shape, 0, 0)
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -151,7 +165,14 @@ def render_table(flow: Flow) -> str:
 
 
 def render_inspect(flow: Flow) -> str:
-    """The compact graph, the latent shape and the per-layer table."""
+    """The compact graph, the latent shape and the per-layer table (for a VAE, its posterior flow's:
+    :func:`revkit.vae.summary.render_vae`)."""
+    from revkit.vae.model import VAE
+
+    if isinstance(flow, VAE):
+        from revkit.vae.summary import render_vae
+
+        return render_vae(flow)
     return "\n".join([
         describe(flow),
         f"input {fmt_shape(flow.input_shape)} → latent {fmt_shape(flow.latent_shape)}",

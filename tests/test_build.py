@@ -414,7 +414,8 @@ def test_every_shipped_spec_validates_and_builds(path: Path):
     spec = load_spec(path, registries=get_registries())
     out = build(spec, registries=get_registries())
     assert out.flow.latent_shape == out.flow.prior.shape
-    assert describe(out.flow) and layer_table(out.flow)
+    assert describe(out.flow)
+    assert layer_table(out.flow) or getattr(out.flow, "flow_steps", None) == 0  # a plain VAE: no flow layers
 
 
 def test_the_reference_specs_are_shipped():

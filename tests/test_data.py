@@ -14,6 +14,7 @@ from mnist_paths import DATA_ROOT, MNIST_FILES, needs_mnist
 from PIL import Image
 
 from revkit.data import (
+    BinarizedMnist,
     CelebA,
     Cifar10,
     DataInfo,
@@ -44,7 +45,7 @@ def test_builtin_sources_are_registered_through_the_hook():
     regs = load_registries(entry_points=False)
     assert {n: regs.datasets[n] for n in regs.datasets.names()} == {
         "mnist": Mnist, "fashion_mnist": FashionMnist, "cifar10": Cifar10, "celeba": CelebA,
-        "image_folder": ImageFolder, "toy2d": Toy2d,
+        "image_folder": ImageFolder, "toy2d": Toy2d, "binarized_mnist": BinarizedMnist,
     }
     assert Toy2d.needs_root is False and Mnist.needs_root is True
 

@@ -7,6 +7,7 @@ from revkit.blocks.glow_step import GlowStep
 from revkit.blocks.invconv import InvConv1x1
 from revkit.blocks.logit import Logit
 from revkit.blocks.permute import Permute
+from revkit.blocks.planar import Planar
 from revkit.blocks.reshape import Flatten, Reshape
 from revkit.blocks.revblock import RevBlock
 from revkit.blocks.split import Split
@@ -23,6 +24,7 @@ __all__ = [
     "InvConv1x1",
     "Logit",
     "Permute",
+    "Planar",
     "Reshape",
     "RevBlock",
     "Split",

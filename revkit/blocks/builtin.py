@@ -8,6 +8,7 @@ from revkit.blocks.glow_step import GlowStep
 from revkit.blocks.invconv import InvConv1x1
 from revkit.blocks.logit import Logit
 from revkit.blocks.permute import Permute
+from revkit.blocks.planar import Planar
 from revkit.blocks.reshape import Flatten, Reshape
 from revkit.blocks.revblock import RevBlock
 from revkit.blocks.split import Split
@@ -30,6 +31,7 @@ BUILTIN_BLOCKS = {
     "logit": Logit,
     "glow_step": GlowStep,
     "split": Split,
+    "planar": Planar,
 }
 
 

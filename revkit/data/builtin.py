@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from revkit.data.binarized_mnist import BinarizedMnist
 from revkit.data.celeba import CelebA
 from revkit.data.image_folder import ImageFolder
 from revkit.data.toy2d import Toy2d
@@ -12,6 +13,7 @@ from revkit.plugins.hookspecs import Register, hookimpl
 @hookimpl
 def register_datasets(register: Register) -> None:
     register("mnist", Mnist)
+    register("binarized_mnist", BinarizedMnist)
     register("fashion_mnist", FashionMnist)
     register("cifar10", Cifar10)
     register("celeba", CelebA)

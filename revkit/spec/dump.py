@@ -30,8 +30,15 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """The TOML document of ``spec``: the common keys of every table in full, and each
     component's parameters as the spec gave them (so a component's defaults — and whether a
     ``flip`` was left to alternate — stay as they were)."""
-    model = spec.model.model_dump(mode="json", exclude={"layers"}, exclude_none=True)
-    model["layers"] = [_component(layer) for layer in spec.model.layers]
+    # a flow's kind is left out, so spec.toml files (and checkpoints) from before VAEs compare equal
+    hidden = {"layers", "vae"} | ({"kind"} if spec.model.kind == "flow" else set())
+    model = spec.model.model_dump(mode="json", exclude=hidden, exclude_none=True)
+    if spec.model.layers:
+        model["layers"] = [_component(layer) for layer in spec.model.layers]
+    if spec.model.vae is not None:
+        vae = spec.model.vae.model_dump(mode="json", exclude={"posterior_flow"}, exclude_none=True)
+        vae["posterior_flow"] = [_component(layer) for layer in spec.model.vae.posterior_flow]
+        model["vae"] = vae
     return {
         "model": model,
         "prior": _component(spec.prior),

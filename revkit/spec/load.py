@@ -71,6 +71,15 @@ def _stage(data: Mapping[str, Any], registries: Registries) -> dict[str, Any]:
             for i, layer in enumerate(model["layers"])
         ]
         staged["model"] = model
+    vae = model.get("vae") if isinstance(model, Mapping) else None
+    if isinstance(vae, Mapping) and isinstance(vae.get("posterior_flow"), list):
+        vae = dict(vae)
+        vae["posterior_flow"] = [
+            stage_component(LayerSpec, layer, registries, ("model", "vae", "posterior_flow", i))
+            if isinstance(layer, Mapping) else layer
+            for i, layer in enumerate(vae["posterior_flow"])
+        ]
+        staged["model"] = {**model, "vae": vae}
     for section, spec_cls in COMPONENT_SECTIONS.items():
         table = staged.get(section, {} if section != "data" else None)
         if isinstance(table, Mapping):

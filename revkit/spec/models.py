@@ -122,8 +122,34 @@ class DataSpec(ComponentSpec):
 Dim = Annotated[int, Field(ge=1)]
 
 
+class VAESpec(Section):
+    """``[model.vae]`` (with ``model.kind = "vae"``): a VAE on binary images whose approximate
+    posterior is a Gaussian pushed through ``posterior_flow`` (see :mod:`revkit.vae`)."""
+
+    latent: int = Field(32, ge=1, le=4096, description="latent size D of z")
+    channels: int = Field(32, ge=1, le=1024, description="channels of the encoder's first convolution (twice that "
+                                                         "in the second)")
+    hidden: int = Field(300, ge=1, le=65536, description="width of the encoder's and decoder's dense layers")
+    decoder: Literal["mlp", "conv"] = Field(
+        "mlp", description="'mlp': two dense layers to the pixels' Bernoulli logits; 'conv': a dense layer then "
+                           "two transposed convolutions (mirror of the encoder)"
+    )
+    context: int = Field(0, ge=0, le=4096, description="size of the encoder's context h, passed to the posterior "
+                                                       "flow's conditional blocks; 0: no context")
+    posterior_flow: list[LayerSpec] = Field(
+        default_factory=list,
+        description="the blocks applied to z₀ ~ N(μ, σ²) in order (vector blocks such as 'planar', "
+                    "'affine_coupling', 'permute'); empty: the plain VAE",
+    )
+
+
 class ModelSpec(Section):
-    """``[model]``: the invertible network, as a list of layers in data → latent order."""
+    """``[model]``: the invertible network, as a list of layers in data → latent order; or, with
+    ``kind = "vae"``, a variational autoencoder described by ``[model.vae]``."""
+
+    kind: Literal["flow", "vae"] = Field(
+        "flow", description="'flow': the layers are a normalizing flow; 'vae': a VAE described by [model.vae]"
+    )
 
     input_shape: Annotated[tuple[Dim, ...], Field(min_length=1, max_length=4)] | None = Field(
         None,
@@ -131,7 +157,22 @@ class ModelSpec(Section):
                     "shape after data.pad",
     )
     conditional: bool = Field(False, description="pass one-hot class labels as context to conditional blocks")
-    layers: list[LayerSpec] = Field(min_length=1, description="the blocks, in data → latent order")
+    layers: list[LayerSpec] = Field(
+        default_factory=list, description="the blocks, in data → latent order (at least 1 item for kind = 'flow')"
+    )
+    vae: VAESpec | None = Field(None, description="the VAE, for kind = 'vae'")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ModelSpec:
+        if self.kind == "flow" and not self.layers:
+            raise FieldError("layers", "should have at least 1 item: a flow needs [[model.layers]]")
+        if self.kind == "vae" and self.vae is None:
+            raise FieldError("vae", "model.kind = 'vae' needs a [model.vae] table (latent, posterior_flow, …)")
+        if self.kind == "vae" and self.layers:
+            raise FieldError("layers", "a VAE has no model.layers; its flow is [[model.vae.posterior_flow]]")
+        if self.kind == "flow" and self.vae is not None:
+            raise FieldError("vae", "[model.vae] needs model.kind = 'vae'")
+        return self
 
 
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]

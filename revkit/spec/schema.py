@@ -18,7 +18,7 @@ from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
 from revkit.spec.components import params_model, registry_for
 from revkit.spec.errors import table_keys
-from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, ModelSpec, Section, Spec
+from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, ModelSpec, Section, Spec, VAESpec
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -91,6 +91,14 @@ def spec_json_schema(registries: Registries | None = None) -> dict[str, Any]:
         "minItems": 1,
         "items": component_schema(LayerSpec, regs, defs),
     }
+    model["properties"]["layers"]["minItems"] = 0  # kind = 'vae' has none; the loader asks ≥ 1 for flows
+    vae = _flat_schema(VAESpec)
+    vae["properties"]["posterior_flow"] = {
+        **vae["properties"]["posterior_flow"],
+        "type": "array",
+        "items": component_schema(LayerSpec, regs, defs),
+    }
+    model["properties"]["vae"] = {**vae, "description": model["properties"].get("vae", {}).get("description", "")}
     sections: dict[str, Any] = {"model": model}
     for name, field in Spec.model_fields.items():
         if name == "model":
