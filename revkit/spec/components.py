@@ -8,6 +8,7 @@ like a built-in one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,7 +84,10 @@ def stage_component(
         raise unknown_component(spec_cls, name, registries, path)
     params_cls = params_model(component)
     try:
-        staged["params"] = params_cls.model_validate(raw)
+        # strict JSON-mode validation is TOML's typing: arrays become tuples where a parameter is a
+        # tuple, an integer passes for a float, but a boolean is no integer and a string no number
+        text = json.dumps(raw, default=str)
+        staged["params"] = params_cls.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise translate(exc, root=params_cls, prefix=path, extra_keys=common) from None
     return staged
