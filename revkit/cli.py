@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from revkit import __version__
 from revkit.errors import RevkitError
@@ -145,8 +146,17 @@ def _non_negative(text: str) -> float:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line and exit code 2, like every
+    other user error (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"error: {self.prog}: {message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="revkit", description="Reversible generative networks from a TOML spec.")
     parser.add_argument("--version", action="version", version=f"revkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -196,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    try:
+        args = build_parser().parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # a usage error (one line already printed), --help or --version
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:
         return int(args.func(args))
     except RevkitError as exc:
