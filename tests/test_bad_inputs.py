@@ -110,6 +110,9 @@ def make_run_folder(folder: Path, kind: str, work: Path) -> None:
         _write(path, pickle.dumps({"format": 1, "step": STEP, "flow": CreatesMarker(marker)}, protocol=2))
     elif kind == "torch_pickle":
         torch.save({"format": 1, "step": STEP, "flow": CreatesMarker(marker)}, path)
+    elif kind == "wrong_types":  # every key, some of the wrong type
+        state = {**checkpoint_state(GOOD_SPEC), "format": 1, "step": "five", "optimizers": ["adam"]}
+        torch.save(state, path)
     elif kind == "tensor":
         torch.save(torch.zeros(3), path)
     elif kind == "dangling":

@@ -32,6 +32,11 @@ FORMAT = 1
 #: keys every revkit checkpoint has.
 REQUIRED_KEYS = ("format", "step", "flow", "objective", "optimizers", "schedulers", "rng", "spec")
 
+#: the type of each required entry (what load_checkpoint checks before anyone uses them).
+ENTRY_TYPES: dict[str, type] = {"step": int, "flow": dict, "objective": dict, "optimizers": dict,
+                                "schedulers": dict, "rng": dict, "spec": str}
+
+_KIND_NAMES = {int: "an integer", dict: "a dict", str: "a string"}
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -190,4 +195,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: not a revkit checkpoint (expected keys {list(REQUIRED_KEYS)}, got {have})")
     if state["format"] != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state['format']!r}; this revkit reads format {FORMAT}")
+    for key, kind in ENTRY_TYPES.items():
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: not a revkit checkpoint: its '{key}' is a {type(value).__name__}, "
+                                  f"expected {_KIND_NAMES[kind]}")
+    if state["step"] < 0:
+        raise CheckpointError(f"{path}: not a revkit checkpoint: its step is {state['step']}, expected ≥ 0")
     return state
