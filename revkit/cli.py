@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,11 +133,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+#: the most samples `revkit sample` draws into one picture.
+MAX_SAMPLES = 100_000
+
+
+def _sample_count(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    if not 1 <= value <= MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1 and ≤ {MAX_SAMPLES:,}, got {value}")
     return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+    return text
 
 
 def _non_negative(text: str) -> float:
@@ -190,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples from a run's latest checkpoint into a PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
-    p.add_argument("-n", type=_positive, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (default 64, at most {MAX_SAMPLES:,})")
     p.add_argument("--temperature", type=_non_negative, default=1.0, help="scale of the prior's std (default 1)")
     p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/samples-step<N>-T<T>.png)")
-    p.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
+    p.add_argument("--device", type=_device, default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
 
