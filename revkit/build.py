@@ -208,6 +208,11 @@ def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Reg
     kwargs = spec.prior.kwargs()
     if "classes" in kwargs and kwargs["classes"] is None and info.classes > 0:
         kwargs["classes"] = info.classes
+    given = kwargs.get("classes")
+    if isinstance(given, int) and not isinstance(given, bool) and 0 < given < info.classes:
+        raise SpecError("prior.classes", f"prior.classes = {given}, but data source '{info.name}' has "
+                                         f"{info.classes} classes (labels 0…{info.classes - 1}); set "
+                                         f"prior.classes = {info.classes} or leave it out")
     try:
         return cls(tuple(latent_shape), **kwargs)
     except (MemoryError, RuntimeError) as exc:
