@@ -11,9 +11,9 @@
     revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
-unknown block, a bad field, an existing run folder, a broken checkpoint, …) prints one line
-``error: <message>`` on stderr and exits with code 2. Ctrl-C during ``run`` finishes the current
-step, saves a checkpoint and exits with code 130.
+unknown block, a bad field, an existing run folder, a broken checkpoint, …; a usage error; a file the
+operating system refuses to read or write) prints one line ``error: <message>`` on stderr and exits
+with code 2. Ctrl-C during ``run`` finishes the current step, saves a checkpoint and exits with code 130.
 """
 
 from __future__ import annotations
@@ -233,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the file system refused (a file in the way, permissions, a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(f"error: {where}{exc.strerror or one_line(exc)}")
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -216,6 +216,21 @@ def test_python_dash_m_revkit_gives_the_same_one_line_error(name: str, work: Pat
     assert changes(before, snapshot(work)) == []
 
 
+def test_a_file_the_system_refuses_is_one_line_naming_it(work: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any OSError that reaches the command line (permissions, a full disk) is a user error too."""
+    import revkit.plugin_template
+
+    def refuse(name: str, parent: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(parent / f"revkit-{name}"))
+
+    monkeypatch.setattr(revkit.plugin_template, "write_plugin_skeleton", refuse)
+    code = main(["new-plugin", "good", "--dir", str(work)])
+    out, err = capsys.readouterr()
+    line = check_message({"expect": [str(work / "revkit-good"), "Permission denied"]}, code, out, err)
+    assert line == f"error: {work / 'revkit-good'}: Permission denied"
+
+
 # -- the corpus itself ----------------------------------------------------------------------------
 def test_the_corpus_has_at_least_forty_distinct_cases() -> None:
     names = [c["name"] for c in CASES]
