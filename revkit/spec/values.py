@@ -16,7 +16,6 @@ from typing import Any
 from revkit.errors import SpecError
 from revkit.spec.errors import Loc, format_path
 
-
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
