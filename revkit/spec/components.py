@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from revkit.errors import SpecError, did_you_mean
 from revkit.plugins.registry import Registries, Registry
-from revkit.spec.errors import Loc, format_path, table_keys, translate
+from revkit.spec.errors import Loc, format_path, key_text, table_keys, translate
 from revkit.spec.models import ComponentSpec, NoComponentParams
 
 
@@ -77,7 +77,7 @@ def stage_component(
             for key in raw:
                 hint = did_you_mean(str(key), [spec_cls.NAME_KEY])
                 if hint:
-                    raise SpecError(format_path((*path, key)), f"unknown key '{key}'{hint}")
+                    raise SpecError(format_path((*path, key)), f"unknown key {key_text(key)}{hint}")
         return staged
     component = registry_for(spec_cls, registries).get(name)
     if component is None:
