@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 CONSTRUCTION_ERRORS = (RevkitError, ShapeError, ValueError)
 
 
+def allocation_failure(exc: BaseException) -> bool:
+    """True for torch's (or Python's) failure to allocate a tensor: parameters too large for memory."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate" in str(exc))
+
+
+def too_large(what: str, exc: BaseException) -> str:
+    """The message for a component whose parameters do not fit in memory."""
+    detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return f"{what} needs more memory than this machine has ({detail}); use smaller sizes (hidden, repeat, …)"
+
+
 @dataclass
 class Built:
     """Everything a spec describes, ready to train: the flow (with its prior attached), the
@@ -184,6 +195,10 @@ def _construct(item: PlannedLayer, shape: Shape, context_size: int) -> tuple[Inv
     except CONSTRUCTION_ERRORS as exc:
         raise SpecError(item.where, f"{item.label} cannot take input of per-sample shape "
                                     f"{fmt_shape(shape)}: {exc}") from exc
+    except (MemoryError, RuntimeError) as exc:
+        if not allocation_failure(exc):
+            raise
+        raise SpecError(item.where, too_large(f"{item.label} on per-sample shape {fmt_shape(shape)}", exc)) from exc
     return block, out
 
 
@@ -230,8 +245,17 @@ def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Reg
     kwargs = spec.prior.kwargs()
     if "classes" in kwargs and kwargs["classes"] is None and info.classes > 0:
         kwargs["classes"] = info.classes
+    given = kwargs.get("classes")
+    if isinstance(given, int) and not isinstance(given, bool) and 0 < given < info.classes:
+        raise SpecError("prior.classes", f"prior.classes = {given}, but data source '{info.name}' has "
+                                         f"{info.classes} classes (labels 0…{info.classes - 1}); set "
+                                         f"prior.classes = {info.classes} or leave it out")
     try:
         return cls(tuple(latent_shape), **kwargs)
+    except (MemoryError, RuntimeError) as exc:
+        if not allocation_failure(exc):
+            raise
+        raise SpecError("prior", too_large(f"prior '{spec.prior.name}'", exc)) from exc
     except CONSTRUCTION_ERRORS as exc:
         labels = f"{info.classes} classes" if info.classes else "no labels"
         raise SpecError("prior", f"prior '{spec.prior.name}' cannot be built on the latent of shape "
@@ -267,6 +291,10 @@ def build_objective(spec: Spec, flow: Flow | VAE, info: DataInfo, registries: Re
     try:
         objective = cls(**spec.objective.kwargs())
         objective.setup(flow, info)
+    except (MemoryError, RuntimeError) as exc:
+        if not allocation_failure(exc):
+            raise
+        raise SpecError("objective", too_large(f"objective '{spec.objective.name}'", exc)) from exc
     except CONSTRUCTION_ERRORS as exc:
         raise SpecError("objective", f"objective '{spec.objective.name}' cannot be set up: {exc}") from exc
     return objective

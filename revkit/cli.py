@@ -12,10 +12,11 @@
     revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
-unknown block, a bad field, an existing run folder, a broken checkpoint, …) prints one line
-``error: <message>`` on stderr and exits with code 2. Ctrl-C (SIGTERM) during ``run`` finishes the
-current step, saves a checkpoint and exits with code 130 (143). Training that diverges (a NaN or
-infinite loss or gradient) prints one line naming where and exits with code 3.
+unknown block, a bad field, an existing run folder, a broken checkpoint, …; a usage error; a file the
+operating system refuses to read or write) prints one line ``error: <message>`` on stderr and exits
+with code 2. Ctrl-C (SIGTERM) during ``run`` finishes the current step, saves a checkpoint and exits
+with code 130 (143). Training that diverges (a NaN or infinite loss or gradient) prints one line
+naming where and exits with code 3.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from revkit import __version__
 from revkit.errors import RevkitError
@@ -156,6 +159,23 @@ def _positive(text: str) -> int:
     return value
 
 
+#: the most samples `revkit sample` draws into one picture.
+MAX_SAMPLES = 100_000
+
+
+def _sample_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1 and ≤ {MAX_SAMPLES:,}, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+    return text
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -163,8 +183,17 @@ def _non_negative(text: str) -> float:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error:`` line and exit code 2, like every
+    other user error (argparse's default prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"error: {self.prog}: {message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="revkit", description="Reversible generative networks from a TOML spec.")
     parser.add_argument("--version", action="version", version=f"revkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -201,10 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw samples from a run's latest checkpoint into a PNG")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
-    p.add_argument("-n", type=_positive, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (default 64, at most {MAX_SAMPLES:,})")
     p.add_argument("--temperature", type=_non_negative, default=1.0, help="scale of the prior's std (default 1)")
     p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/samples-step<N>-T<T>.png)")
-    p.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
+    p.add_argument("--device", type=_device, default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
 
@@ -223,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 user error, 3 diverged, 130 SIGINT,
     143 SIGTERM)."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+    try:
+        args = build_parser().parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # a usage error (one line already printed), --help or --version
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:
         return int(args.func(args))
     except RevkitError as exc:
@@ -239,6 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the file system refused (a file in the way, permissions, a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(f"error: {where}{exc.strerror or one_line(exc)}")
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,9 +27,12 @@ class SpecError(RevkitError):
     """
 
     def __init__(self, path: str, message: str, source: str | None = None):
-        self.path = path
-        self.message = message
-        self.source = source
+        # the user's text may hold newlines or other control characters (a quoted TOML key, a
+        # --set argument): escaped, so the error stays one line
+        self.path = printable(path)
+        self.message = printable(message)
+        self.source = None if source is None else printable(source)
+        path, message, source = self.path, self.message, self.source
         where = f"{source}: " if source else ""
         where += f"{path}: " if path else ""
         super().__init__(f"{where}{message}")
@@ -53,6 +56,18 @@ class CheckpointError(RevkitError):
 
 class ConvergenceError(RevkitError):
     """An iterative inverse did not reach its tolerance within its iteration limit."""
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, tabs, U+2028, …) written as
+    an escape (``\\n``, ``\\u2028``); printable text is returned unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _SHORT_ESCAPES.get(c) or
+                   (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}") for c in text)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -154,13 +154,17 @@ def write_plugin_skeleton(name: str, parent: Path) -> Path:
     """Write the skeleton of plugin ``name`` into ``parent/revkit-NAME`` and return that folder.
 
     Raises:
-        RevkitError: ``name`` is not a lower-case identifier (``[a-z][a-z0-9_]*``), or the folder exists.
+        RevkitError: ``name`` is not a lower-case identifier (``[a-z][a-z0-9_]*``), ``parent`` is (or lies
+            under) a file, or the folder exists.
     """
     if not NAME_PATTERN.fullmatch(name):
         raise RevkitError(
             f"plugin name {name!r}: use a lower-case identifier such as 'splines' or 'my_blocks' "
             "(letters, digits, underscores; starting with a letter)"
         )
+    blocked = next((p for p in (Path(parent), *Path(parent).parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise RevkitError(f"--dir {parent}: {blocked} is a file, not a folder")
     root = Path(parent) / f"revkit-{name}"
     if root.exists():
         raise RevkitError(f"{root} already exists; choose another name or folder (--dir)")

@@ -299,7 +299,12 @@ def test_the_flow_is_built_on_the_padded_data_shape():
 def test_a_classes_field_left_out_is_filled_from_the_data():
     out = built([{"block": "halve"}], prior={"kind": "class_means"})
     assert out.flow.prior.classes == 10
-    assert built([{"block": "halve"}], prior={"kind": "class_means", "classes": 3}).flow.prior.classes == 3
+    assert built([{"block": "halve"}], prior={"kind": "class_means", "classes": 12}).flow.prior.classes == 12
+
+
+def test_fewer_prior_classes_than_the_data_has_labels_is_refused():
+    with pytest.raises(SpecError, match=r"prior\.classes = 3, but data source 'build_pictures' has 10 classes"):
+        built([{"block": "halve"}], prior={"kind": "class_means", "classes": 3})
 
 
 def test_a_conditional_model_gives_conditional_blocks_the_number_of_classes():

@@ -37,16 +37,34 @@ def load_run(run_dir: Path, device: str = "auto") -> tuple[Flow, int]:
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:400]
         raise CheckpointError(f"{path}: does not fit the model of {spec_path} ({detail})") from exc
-    return flow.to(resolve_device(device)).eval(), int(state["step"])
+    try:
+        where = resolve_device(device)
+    except RevkitError as exc:  # the message names the spec field; here it is the --device option
+        raise RevkitError(str(exc).replace("train.device", "--device", 1)) from None
+    return flow.to(where).eval(), int(state["step"])
+
+
+def check_out(path: Path) -> None:
+    """Refuse an output path that is a folder or lies under a file, before anything is drawn."""
+    if path.is_dir():
+        raise RevkitError(f"--out {path}: is a folder; name the PNG file to write, e.g. {path / 'samples.png'}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise RevkitError(f"--out {path}: {parent} is a file, not a folder")
 
 
 def sample_run(run_dir: Path, n: int = 64, temperature: float = 1.0, out: Path | None = None,
                device: str = "auto", seed: int = 0) -> Path:
     """Write ``n`` samples of the run's model at ``temperature`` as a PNG; returns its path
     (default ``run_dir/samples-step<N>-T<T>.png``)."""
+    if out is not None:
+        check_out(Path(out))
     flow, step = load_run(run_dir, device)
     seed_everything(seed)
     path = out if out is not None else Path(run_dir) / f"samples-step{step:06d}-T{temperature:g}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        return write_samples(flow, path, n, temperature)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            return write_samples(flow, path, n, temperature)
+    except OSError as exc:
+        raise RevkitError(f"{path}: cannot write the samples ({exc.strerror or exc})") from exc

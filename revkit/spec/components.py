@@ -8,6 +8,7 @@ like a built-in one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from revkit.errors import SpecError, did_you_mean
 from revkit.plugins.registry import Registries, Registry
-from revkit.spec.errors import Loc, format_path, table_keys, translate
+from revkit.spec.errors import Loc, format_path, key_text, table_keys, translate
 from revkit.spec.models import ComponentSpec, NoComponentParams
 
 
@@ -76,14 +77,17 @@ def stage_component(
             for key in raw:
                 hint = did_you_mean(str(key), [spec_cls.NAME_KEY])
                 if hint:
-                    raise SpecError(format_path((*path, key)), f"unknown key '{key}'{hint}")
+                    raise SpecError(format_path((*path, key)), f"unknown key {key_text(key)}{hint}")
         return staged
     component = registry_for(spec_cls, registries).get(name)
     if component is None:
         raise unknown_component(spec_cls, name, registries, path)
     params_cls = params_model(component)
     try:
-        staged["params"] = params_cls.model_validate(raw)
+        # strict JSON-mode validation is TOML's typing: arrays become tuples where a parameter is a
+        # tuple, an integer passes for a float, but a boolean is no integer and a string no number
+        text = json.dumps(raw, default=str)
+        staged["params"] = params_cls.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise translate(exc, root=params_cls, prefix=path, extra_keys=common) from None
     return staged

@@ -43,9 +43,31 @@ def format_path(loc: Iterable[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             continue
-        key = part if _BARE_KEY.fullmatch(part) else '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        key = part if _BARE_KEY.fullmatch(part) else quoted_key(part)
         out += f".{key}" if out else key
     return out
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def quoted_key(key: str) -> str:
+    """``key`` as a TOML basic string: quotes and backslashes escaped, and every character that is
+    not printable (newlines, U+2028, …) as an escape, so the key stays on one line."""
+    def escape(c: str) -> str:
+        if c in _ESCAPES:
+            return _ESCAPES[c]
+        if c.isprintable():
+            return c
+        return f"\\u{ord(c):04X}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08X}"
+
+    return '"' + "".join(escape(c) for c in key) + '"'
+
+
+def key_text(key: str | int) -> str:
+    """A key for a message: ``'hidden'``, or :func:`quoted_key` when it is not a bare key."""
+    text = str(key)
+    return f"'{text}'" if _BARE_KEY.fullmatch(text) else quoted_key(text)
 
 
 def toml_type(value: Any) -> str:
@@ -72,7 +94,7 @@ def show(value: Any, limit: int = 60) -> str:
     elif isinstance(value, str):
         text = repr(value)
     elif isinstance(value, Mapping):
-        text = "{" + ", ".join(f"{k} = {show(v, limit)}" for k, v in value.items()) + "}"
+        text = "{" + ", ".join(f"{format_path((str(k),))} = {show(v, limit)}" for k, v in value.items()) + "}"
     elif isinstance(value, (list, tuple)):
         text = "[" + ", ".join(show(v, limit) for v in value) + "]"
     else:
@@ -192,7 +214,7 @@ def _missing(model: type[BaseModel] | None, key: str | int) -> str:
 def _unknown(key: str | int, allowed_keys: Iterable[str]) -> str:
     names = sorted(set(allowed_keys))
     listing = ", ".join(names) if names else "(none)"
-    return f"unknown key '{key}'{did_you_mean(str(key), names)}; allowed keys: {listing}"
+    return f"unknown key {key_text(key)}{did_you_mean(str(key), names)}; allowed keys: {listing}"
 
 
 def describe_error(

@@ -18,6 +18,7 @@ from revkit.spec.components import stage_component
 from revkit.spec.errors import toml_type, translate
 from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, Spec
 from revkit.spec.overrides import apply_overrides
+from revkit.spec.values import check_values
 
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
@@ -104,6 +105,7 @@ def load_spec_dict(
     try:
         if not isinstance(data, Mapping):
             raise SpecError("", f"a spec is a table of sections ([model], [data], …), got {toml_type(data)}")
+        check_values(data)
         staged = _stage(data, regs)
         try:
             return Spec.model_validate(staged)

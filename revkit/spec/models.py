@@ -13,15 +13,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, Strict, field_validator, model_validator
 
 from revkit.spec.errors import FieldError
 
 
 class Section(BaseModel):
-    """Base of every table of a spec: unknown keys are errors, floats must be finite."""
+    """Base of every table of a spec: unknown keys are errors, floats must be finite, and values
+    are not coerced between TOML types (``true`` is not the integer 1, ``"5"`` is not a number,
+    ``"yes"`` is not a boolean; an integer is accepted where a float is expected)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     #: fields that are not TOML keys of the table (hidden from error messages and the schema).
     HIDDEN_FIELDS: ClassVar[tuple[str, ...]] = ()
@@ -119,7 +121,7 @@ class DataSpec(ComponentSpec):
     pad: int = Field(0, ge=0, le=1024, description="zero-pad images by this many pixels on each side")
 
 
-Dim = Annotated[int, Field(ge=1)]
+Dim = Annotated[int, Strict(), Field(ge=1)]
 
 
 class VAESpec(Section):
@@ -151,7 +153,8 @@ class ModelSpec(Section):
         "flow", description="'flow': the layers are a normalizing flow; 'vae': a VAE described by [model.vae]"
     )
 
-    input_shape: Annotated[tuple[Dim, ...], Field(min_length=1, max_length=4)] | None = Field(
+    # Strict(False) on the tuple only: a TOML array becomes a tuple; its items stay strict
+    input_shape: Annotated[tuple[Dim, ...], Strict(False), Field(min_length=1, max_length=4)] | None = Field(
         None,
         description="per-sample data shape, e.g. [1, 28, 28]; when given it must equal the data's "
                     "shape after data.pad",
@@ -175,7 +178,7 @@ class ModelSpec(Section):
         return self
 
 
-Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+Beta = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]
 
 _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
@@ -188,7 +191,7 @@ class TrainSpec(Section):
     steps: int = Field(2000, ge=1, description="optimizer steps (one step = every update in objective.update_order())")
     lr: float = Field(1e-3, gt=0.0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay (AdamW)")
-    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Adam's beta1 and beta2, each in [0, 1)")
+    betas: Annotated[tuple[Beta, Beta], Strict(False)] = Field((0.9, 0.999), description="Adam's beta1 and beta2, each in [0, 1)")
     schedule: Literal["none", "cosine", "step"] = Field("none", description="learning-rate schedule after warm-up")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up from 0 over this many steps")
     step_size: int | None = Field(None, ge=1, description="for schedule = 'step': steps between decays")

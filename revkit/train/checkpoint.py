@@ -16,6 +16,7 @@ saving leaves at most a ``.step-….tmp`` file behind, which the next save remov
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Mapping
@@ -33,6 +34,11 @@ FORMAT = 1
 #: keys every revkit checkpoint has.
 REQUIRED_KEYS = ("format", "step", "flow", "objective", "optimizers", "schedulers", "rng", "spec")
 
+#: the type of each required entry (what load_checkpoint checks before anyone uses them).
+ENTRY_TYPES: dict[str, type] = {"step": int, "flow": dict, "objective": dict, "optimizers": dict,
+                                "schedulers": dict, "rng": dict, "spec": str}
+
+_KIND_NAMES = {int: "an integer", dict: "a dict", str: "a string"}
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -140,24 +146,64 @@ def latest_checkpoint(folder: Path) -> Path:
     return path
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*([^\n]+?)(?:\.\s|\n|$)")
+#: what a checkpoint is, for messages about files that are not one.
+EXPECTED = "a revkit checkpoint (a torch.save'd dict of tensors and plain data, written by `revkit run`)"
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, on one line: torch's unpickler detail when there is one (``Unsupported
+    global: GLOBAL io.open …``), else the message's first line; no terminal colour codes."""
+    text = _ANSI.sub("", str(exc)).strip()
+    detail = _UNPICKLER.search(text)
+    if detail:
+        return detail.group(1).strip().rstrip(".")
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+
+def _is_refused_object(exc: BaseException) -> bool:
+    """True when ``torch.load(weights_only=True)`` refused the file because its pickle would
+    import something (a class or function: the way a pickle runs code)."""
+    return isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc)
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only, so
+    loading never runs code stored in the file.
 
     Raises:
-        CheckpointError: naming the file, when it is missing, truncated, corrupt, or not a revkit
-            checkpoint.
+        CheckpointError: naming the file, when it is missing, a folder, empty, truncated, corrupt,
+            holds objects other than tensors and plain data, or is not a revkit checkpoint.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; expected {EXPECTED}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: is empty, so the file is truncated or corrupt; expected {EXPECTED}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot be read, the file is truncated or corrupt ({reason})") from exc
+        if _is_refused_object(exc):
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled objects other than tensors and plain data "
+                f"({_reason(exc)}), which revkit never loads (torch.load with weights_only=True runs no "
+                f"code from a file); expected {EXPECTED}") from exc
+        raise CheckpointError(f"{path}: cannot be read, the file is truncated or corrupt ({_reason(exc)}); "
+                              f"expected {EXPECTED}") from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        have = sorted(map(str, state)) if isinstance(state, dict) else f"a {type(state).__name__}"
         raise CheckpointError(f"{path}: not a revkit checkpoint (expected keys {list(REQUIRED_KEYS)}, got {have})")
     if state["format"] != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state['format']!r}; this revkit reads format {FORMAT}")
+    for key, kind in ENTRY_TYPES.items():
+        value = state[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: not a revkit checkpoint: its '{key}' is a {type(value).__name__}, "
+                                  f"expected {_KIND_NAMES[kind]}")
+    if state["step"] < 0:
+        raise CheckpointError(f"{path}: not a revkit checkpoint: its step is {state['step']}, expected ≥ 0")
     return state

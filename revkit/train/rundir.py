@@ -66,7 +66,8 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
     run_dir = Path(run_dir)
     if resume:
         if not run_dir.is_dir():
-            raise RevkitError(f"--resume: run folder {run_dir} does not exist")
+            what = "is a file, not a folder" if run_dir.exists() else "does not exist"
+            raise RevkitError(f"--resume: run folder {run_dir} {what}")
         if not (run_dir / CHECKPOINT_DIR).is_dir():
             raise RevkitError(f"--resume: {run_dir} has no {CHECKPOINT_DIR}/ folder, so there is nothing to resume")
         return run_dir
@@ -75,7 +76,11 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
             f"run folder {run_dir} already exists and is not empty; pass --resume to continue that run, "
             "or choose another folder with --out DIR or output.name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission, a read-only disk
+        raise RevkitError(f"run folder {run_dir} cannot be created ({exc.strerror or exc}); choose another "
+                          "folder with --out DIR or output.dir") from exc
     return run_dir
 
 
