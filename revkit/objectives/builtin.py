@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from revkit.objectives.classifier import Classifier
 from revkit.objectives.latent_adversary import LatentAdversary
 from revkit.objectives.max_likelihood import MaxLikelihood
 from revkit.objectives.optimal_transport import OptimalTransport
@@ -13,3 +14,4 @@ def register_objectives(register: Register) -> None:
     register("max_likelihood", MaxLikelihood)
     register("optimal_transport", OptimalTransport)
     register("latent_adversary", LatentAdversary)
+    register("classifier", Classifier)
