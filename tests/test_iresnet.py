@@ -284,3 +284,32 @@ def test_gradients_flow_through_the_last_step_of_the_inverse() -> None:
     (x.sum() + logdet.sum()).backward()
     assert y.grad is not None and bool(torch.isfinite(y.grad).all())
     assert all(p.grad is not None for p in block.layers.parameters())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_russian_roulette_is_unbiased_where_the_higher_terms_matter(shape: tuple[int, ...]) -> None:
+    # a linear g(x) = A x with symmetric A of eigenvalues up to 0.6: the traces of A^k are large, so two
+    # terms are far off and only correct reweighting of the random tail is unbiased (eigenvalues ≤ 0.6 and
+    # p = 0.5 keep the roulette's variance finite: λ²/(1 − p) < 1)
+    from revkit.blocks.logdet_estimators import draw_probe, power_series_logdet, roulette_weights
+
+    d = math.prod(shape)
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    eigenvalues = torch.linspace(-0.6, 0.6, d, dtype=torch.float64) if d > 2 else torch.tensor([0.6, 0.55]).double()
+    a = q @ torch.diag(eigenvalues) @ q.T
+    exact = float(torch.log1p(eigenvalues).sum())
+    x = torch.randn(1, *shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+    gx = (x.reshape(1, d) @ a.T).reshape(1, *shape)
+    draws = 1500
+    estimates = []
+    for seed in range(draws):
+        torch.manual_seed(seed)
+        weights = roulette_weights(2, 0.5)
+        probes = [draw_probe(x, "rademacher") for _ in range(4)]
+        estimates.append(float(power_series_logdet(gx, x, weights, probes, create_graph=False)))
+    values = torch.tensor(estimates)
+    mean, stderr = float(values.mean()), float(values.std() / math.sqrt(draws))
+    assert abs(mean - exact) <= 3 * stderr, (mean, exact, stderr)
+    two_terms = float(torch.trace(a) - torch.trace(a @ a) / 2)
+    assert abs(two_terms - exact) > 6 * stderr  # the check has the power to see a missing tail
