@@ -282,7 +282,8 @@ def evaluate_run(
             else:
                 write_samples(flow, run_dir / "samples.png", n, float(settings.temperature), points)
                 pictures.written.append("samples.png")
-        write_density(flow, run_dir / "density.png", points)
+        with flow.exact_logdet_mode():  # a stochastic log-det would speckle the picture; 2-D is cheap to do exactly
+            write_density(flow, run_dir / "density.png", points)
         pictures.written.append("density.png")
     else:
         for name in names:
