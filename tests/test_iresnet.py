@@ -70,7 +70,7 @@ def _series_matrices(block: IResNet, x: Tensor, terms: int) -> list[Tensor]:
         for k in range(1, terms + 1):
             power = power @ jac
             total = total + (-1) ** (k + 1) * power / k
-        out.append(total)
+        out.append(total.detach())
     return out
 
 
