@@ -38,6 +38,32 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _calls(block: IResNet, neumann: IResNet, x: torch.Tensor, y: torch.Tensor) -> list[Callable[[], None]]:
+    """forward, logdet, train, train+neumann and inverse of one configuration, as calls to time."""
+
+    def forward() -> None:
+        with torch.no_grad(), skipping_logdet_estimates(block):
+            block(x)
+
+    def logdet() -> None:
+        with torch.no_grad():
+            block(x)
+
+    def train(b: IResNet) -> Callable[[], None]:
+        def step() -> None:
+            b.train()
+            out, ld = b(x)
+            (out.pow(2).sum() + ld.sum()).backward()
+            b.zero_grad(set_to_none=True)
+        return step
+
+    def inverse() -> None:
+        with torch.no_grad():
+            block.inverse(y)
+
+    return [forward, logdet, train(block), train(neumann), inverse]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
@@ -59,29 +85,10 @@ def main() -> None:
         with torch.no_grad():
             y = block(x)[0]
 
-        def forward() -> None:
-            with torch.no_grad(), skipping_logdet_estimates(block):
-                block(x)
-
-        def logdet() -> None:
-            with torch.no_grad():
-                block(x)
-
-        def train(b: IResNet) -> Callable[[], None]:
-            def step() -> None:
-                b.train()
-                out, ld = b(x)
-                (out.pow(2).sum() + ld.sum()).backward()
-                b.zero_grad(set_to_none=True)
-            return step
-
-        def inverse() -> None:
-            with torch.no_grad():
-                block.inverse(y)
-
-        row = [median_ms(f, args.repeats) for f in (forward, logdet, train(block), train(neumann))]
+        calls = _calls(block, neumann, x, y)
+        row = [median_ms(f, args.repeats) for f in calls[:4]]
         block.eval()
-        row.append(median_ms(inverse, args.repeats))
+        row.append(median_ms(calls[4], args.repeats))
         stats = block.last_inverse
         iters = int(stats.iterations.max()) if stats is not None else 0
         print(f"{n:>5} {row[0]:>9.1f} {row[1]:>9.1f} {row[2]:>9.1f} {row[3]:>14.1f} {row[4]:>9.1f} {iters:>6}")
