@@ -10,6 +10,7 @@ the flow is conditional).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
@@ -61,11 +62,20 @@ class Flow(Invertible):
             raise RevkitError("a conditional flow needs classes ≥ 1")
         self.prior = prior
         self.classes = int(classes)
+        self.exact_logdet = self.net.exact_logdet
+        self.analytic_inverse = self.net.analytic_inverse
+        for name, module in self.net.named_modules():  # blocks that warn say which one they are
+            if hasattr(module, "layer_name") and isinstance(module, Invertible):
+                module.layer_name = f"flow.net.{name} ({module.describe()})"
         self.conditional = bool(conditional)
 
     # -- the invertible contract -------------------------------------------------------------
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.net.output_shape(input_shape)
+
+    def exact_logdet_mode(self) -> contextlib.AbstractContextManager[object]:
+        """The blocks' exact modes (see :meth:`Sequential.exact_logdet_mode`)."""
+        return self.net.exact_logdet_mode()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.net(x, context)

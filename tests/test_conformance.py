@@ -33,6 +33,7 @@ from revkit.testing import (
     check_block,
     check_gradients,
     check_jacobian_logdet,
+    check_logdet_estimator,
     check_round_trip,
     check_state_dict,
     params_strategy,
@@ -54,10 +55,31 @@ def _reshape_params(shape: Shape) -> st.SearchStrategy[dict[str, object]]:
 #: parameters are drawn from its ``Params`` model.
 SHAPE_DEPENDENT_PARAMS = {"reshape": _reshape_params}
 
+#: blocks whose parameters are drawn from a narrower strategy than their ``Params`` model: an
+#: iterative inverse needs a tolerance and an iteration cap that can reach the kit's
+#: ``inverse_atol`` (drawn from ``Params`` the cap would be ≤ 8 steps).
+NARROWED_PARAMS = {
+    "iresnet": st.fixed_dictionaries({
+        "hidden": st.sampled_from([2, 4, 8]),
+        "coeff": st.sampled_from([0.5, 0.9]),
+        "activation": st.sampled_from(["elu", "lipswish"]),
+        "actnorm": st.booleans(),
+        "n_power_iterations": st.integers(1, 4),
+        "logdet": st.sampled_from(["series", "roulette", "exact"]),
+        "series_terms": st.integers(1, 6),
+        "probe": st.sampled_from(["gaussian", "rademacher"]),
+        "n_probes": st.integers(1, 2),
+        "neumann_gradient": st.booleans(),
+        "inverse_tol": st.just(1e-6),
+        "inverse_max_iter": st.just(200),
+    }),
+}
+
 
 @pytest.mark.parametrize("name", get_registries().blocks.names())
 def test_registered_block_conforms(name: str) -> None:
-    check_block(name, params=SHAPE_DEPENDENT_PARAMS.get(name), max_examples=10)
+    params = SHAPE_DEPENDENT_PARAMS.get(name) or NARROWED_PARAMS.get(name)
+    check_block(name, params=params, max_examples=10)
 
 
 # ============================================================================================
@@ -283,6 +305,13 @@ class Stochastic(Affine):
         return x, self._noisy(logdet)
 
 
+class BiasedStochastic(Stochastic):
+    """Broken: its stochastic log-det averages to the exact value plus 0.2 (exact mode is right)."""
+
+    def _noisy(self, logdet: Tensor) -> Tensor:
+        return logdet if self._exact else logdet + 0.2 + 0.1 * torch.randn_like(logdet)
+
+
 class StochasticWithoutExactMode(Affine):
     """Broken: a stochastic log-det and no ``exact_logdet_mode()``."""
 
@@ -380,6 +409,7 @@ BROKEN: list[tuple[type[Invertible], str, tuple[str, ...]]] = [
     (ForgetfulActNorm, "state_dict", ()),
     (LyingVolumePreserving, "volume_preserving", ()),
     (ReverseGradDropsLogdet, "memory_saving", ()),
+    (BiasedStochastic, "logdet_estimator", ()),
 ]
 BROKEN_IDS = [check for _, check, _ in BROKEN]
 
@@ -572,3 +602,27 @@ class NeedsAName(BaseModel):
 def test_params_strategy_names_a_required_field_it_cannot_draw() -> None:
     with pytest.raises(KitError, match=r"NeedsAName\.name"):
         params_strategy(NeedsAName)
+
+
+# ============================================================================================
+# stochastic log-det estimators
+# ============================================================================================
+class DeclaredBias(BiasedStochastic):
+    """Correct: the same biased estimator, declaring a bound on its bias (as a truncated series does)."""
+
+    def logdet_bias_bound(self, x: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), 0.25, dtype=x.dtype)
+
+
+def test_a_biased_estimator_passes_only_within_its_declared_bias_bound() -> None:
+    check_block(DeclaredBias, checks=["logdet_estimator"], max_examples=FEW)
+    with pytest.raises(AssertionError, match=r"exceeds 4 standard errors .* plus the declared bias bound 0(?![.\d])"):
+        check_block(BiasedStochastic, checks=["logdet_estimator"], max_examples=FEW, shrink=False)
+
+
+def test_the_estimator_check_uses_the_exact_mode_as_truth() -> None:
+    x = _vector_batch()
+    check_logdet_estimator(_perturbed(Stochastic((4,))), x)
+    with pytest.raises(AssertionError, match="log-det estimator: at sample"):
+        check_logdet_estimator(_perturbed(BiasedStochastic((4,))), x)
+    check_logdet_estimator(_perturbed(Affine((4,))), x)  # exact blocks are not checked

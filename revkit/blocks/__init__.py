@@ -5,6 +5,7 @@ from revkit.blocks.actnorm import ActNorm
 from revkit.blocks.coupling import AdditiveCoupling, AffineCoupling, Coupling
 from revkit.blocks.glow_step import GlowStep
 from revkit.blocks.invconv import InvConv1x1
+from revkit.blocks.iresnet import IResNet
 from revkit.blocks.logit import Logit
 from revkit.blocks.permute import Permute
 from revkit.blocks.planar import Planar
@@ -21,6 +22,7 @@ __all__ = [
     "Coupling",
     "Flatten",
     "GlowStep",
+    "IResNet",
     "InvConv1x1",
     "Logit",
     "Permute",

@@ -6,6 +6,7 @@ from revkit.blocks.actnorm import ActNorm
 from revkit.blocks.coupling import AdditiveCoupling, AffineCoupling
 from revkit.blocks.glow_step import GlowStep
 from revkit.blocks.invconv import InvConv1x1
+from revkit.blocks.iresnet import IResNet
 from revkit.blocks.logit import Logit
 from revkit.blocks.permute import Permute
 from revkit.blocks.planar import Planar
@@ -32,6 +33,7 @@ BUILTIN_BLOCKS = {
     "glow_step": GlowStep,
     "split": Split,
     "planar": Planar,
+    "iresnet": IResNet,
 }
 
 

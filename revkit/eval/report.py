@@ -5,7 +5,8 @@ Written files:
 * ``metrics.json`` — ``test_<metric>`` for every metric of ``objective.evaluate`` (mean over the test
   split or ``eval.test_batches`` batches), ``main_metric`` (which of them summarises the run),
   ``test_samples``, ``max_reconstruction_error`` (``max |decode(encode(x)) − x|`` over one test
-  batch), ``active_dims_per_class`` (how many latent dimensions the prior keeps active, per class;
+  batch), ``inverse`` (flows with iterative inverses: reconstruction error and a histogram of the
+  fixed-point iterations on that batch, :mod:`revkit.eval.fixed_point`), ``active_dims_per_class`` (how many latent dimensions the prior keeps active, per class;
   one number for an unconditional prior), ``pictures`` (the PNGs written), the scores of
   ``eval.scores`` (below), and the budget the caller passes (steps, seconds, device, parameters,
   why it stopped). A picture or score that was asked for (or is a default) but cannot be made is
@@ -49,6 +50,7 @@ from revkit.data.base import DataSource
 from revkit.eval.classifier_scores import CLASSIFIER_SCORES, classifier_unavailable, mnist_classifier_scores
 from revkit.eval.curve import write_training_curve
 from revkit.eval.dimension_sweep import write_dimension_sweeps
+from revkit.eval.fixed_point import inverse_report, iterative_blocks
 from revkit.eval.inception import fid_inception, unavailable_reason
 from revkit.eval.interpolation import choose_pairs, write_interpolations
 from revkit.eval.labelled_grid import write_labelled_rows
@@ -261,6 +263,8 @@ def evaluate_run(
     x, y = _first_batch(test_loader, device)
     x_hat, error = reconstruct(flow, x, y)
     metrics["max_reconstruction_error"] = error
+    if iterative_blocks(flow):  # iterative inverses: their error and iterations on this batch
+        metrics["inverse"] = inverse_report(flow, x, y)
     active = active_dims_per_class(flow.prior)
     if active is not None:
         metrics["active_dims_per_class"] = active
@@ -278,7 +282,8 @@ def evaluate_run(
             else:
                 write_samples(flow, run_dir / "samples.png", n, float(settings.temperature), points)
                 pictures.written.append("samples.png")
-        write_density(flow, run_dir / "density.png", points)
+        with flow.exact_logdet_mode():  # a stochastic log-det would speckle the picture; 2-D is cheap to do exactly
+            write_density(flow, run_dir / "density.png", points)
         pictures.written.append("density.png")
     else:
         for name in names:

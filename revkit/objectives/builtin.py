@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from revkit.objectives.classifier import Classifier
 from revkit.objectives.elbo import Elbo
 from revkit.objectives.latent_adversary import LatentAdversary
 from revkit.objectives.max_likelihood import MaxLikelihood
@@ -15,3 +16,4 @@ def register_objectives(register: Register) -> None:
     register("optimal_transport", OptimalTransport)
     register("latent_adversary", LatentAdversary)
     register("elbo", Elbo)
+    register("classifier", Classifier)

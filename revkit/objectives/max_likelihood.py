@@ -102,10 +102,13 @@ class MaxLikelihood(Objective):
 
     def nll_per_dim(self, model: Flow, batch: tuple[Tensor, Tensor]) -> Tensor:
         """The per-sample metric ``[B]``: bits/dim (discrete data) or nats/dim (continuous data)."""
-        dims, levels = self._need_setup()
         x, y = batch
         labels = y if model.conditional or (model.prior is not None and model.prior.conditional) else None
-        log_p = model.log_prob(self.dequantize(x), labels)
+        return self.per_dim(model.log_prob(self.dequantize(x), labels))
+
+    def per_dim(self, log_p: Tensor) -> Tensor:
+        """The metric of :meth:`nll_per_dim` from the log-density ``log_p`` ``[B]`` of dequantized data."""
+        dims, levels = self._need_setup()
         if levels is None:
             return -log_p / dims
         if self.dequantize_mode == "none":

@@ -10,6 +10,7 @@ from revkit.testing.checks import (
     check_gradients,
     check_jacobian_logdet,
     check_logdet_cancels,
+    check_logdet_estimator,
     check_memory_saving,
     check_output_shape,
     check_round_trip,
@@ -21,7 +22,12 @@ from revkit.testing.checks import (
 )
 from revkit.testing.conformance import ALL, check_block, perturb_parameters
 from revkit.testing.jacobian import brute_force_logdet
-from revkit.testing.strategies import KitError, draw_inputs, params_strategy, shapes_strategy
+from revkit.testing.strategies import (
+    KitError,
+    draw_inputs,
+    params_strategy,
+    shapes_strategy,
+)
 
 __all__ = [
     "ALL",
@@ -32,6 +38,7 @@ __all__ = [
     "check_gradients",
     "check_jacobian_logdet",
     "check_logdet_cancels",
+    "check_logdet_estimator",
     "check_memory_saving",
     "check_output_shape",
     "check_round_trip",

@@ -115,6 +115,9 @@ RUNNERS: dict[str, Callable[[Case], None]] = {
     ),
 }
 
+# stochastic log-det estimators: the mean against the exact log-det (a no-op for exact blocks)
+RUNNERS["logdet_estimator"] = lambda c: check_fns.check_logdet_estimator(c.block, c.x, context=c.context)
+
 #: every check, in the order they run (cheap and fundamental first).
 ALL: tuple[str, ...] = tuple(RUNNERS)
 
