@@ -97,13 +97,14 @@ def peak_rss_mb() -> float:
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
-def run_child(script: Path, args: Sequence[str], threads: int) -> dict[str, object]:
-    """Run ``script --child ARGS`` in a fresh interpreter and return the JSON it prints last."""
-    env = {**os.environ, **MALLOC_ENV, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(script), "--child", *args], env=env, capture_output=True,
+def run_child(script: Path, args: Sequence[str], threads: int, malloc: bool = True) -> dict[str, object]:
+    """Run ``script ARGS`` in a fresh interpreter (with :data:`MALLOC_ENV` when ``malloc``) and
+    return the JSON it prints last."""
+    env = {**os.environ, **(MALLOC_ENV if malloc else {}), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{script.name} --child {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

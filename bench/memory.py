@@ -9,10 +9,14 @@ with a 3-layer convolutional network of ``--hidden`` channels), built from a spe
 memory-saving execution is switched on exactly as a user would (``train.memory_saving = true``).
 One step is ``−log p(x)`` (standard normal prior), backward, Adam.
 
-Each (mode, depth) runs in a fresh process. On the CPU the peak is the process's peak resident
-set size during the timed steps minus its size just before them (model, optimizer state and
+Memory: each (mode, depth) runs in a fresh process. On the CPU the peak is the process's peak
+resident set size during a few steps minus its size just before them (model, optimizer state and
 inputs already allocated; glibc set to return freed blocks at once, see ``bench/common.py``); on
 CUDA it is ``torch.cuda.max_memory_allocated`` minus the allocation before the step.
+
+Time: for each depth one fresh process (with the default allocator, since returning every freed
+block to the system slows allocation-heavy code) builds the model once per mode and times their
+steps interleaved, round by round, so the ratios compare steps taken under the same conditions.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import gc
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    Timing,
     dump,
     machine,
     peak_rss_mb,
@@ -80,7 +86,8 @@ def make_flow(mode: str, depth: int, shape: tuple[int, ...], hidden: int) -> Flo
     return flow
 
 
-def child(mode: str, depth: int, args: argparse.Namespace) -> dict[str, Any]:
+def make_step(mode: str, depth: int, args: argparse.Namespace) -> Callable[[], None]:
+    """One training step of the model in ``mode`` (built, initialised and warmed up)."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     shape = tuple(args.shape)
@@ -96,6 +103,24 @@ def child(mode: str, depth: int, args: argparse.Namespace) -> dict[str, Any]:
 
     flow.train()
     step()  # actnorm initialisation, Adam state
+    return step
+
+
+def child_time(depth: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per step of every mode at ``depth``, interleaved round by round."""
+    steps = {mode: make_step(mode, depth, args) for mode in args.modes}
+    seconds: dict[str, list[float]] = {mode: [] for mode in args.modes}
+    device = torch.device(args.device)
+    for _ in range(args.repeats):
+        for mode, step in steps.items():
+            seconds[mode] += time_calls(step, 1, warmup=0, device=device).samples
+    return seconds
+
+
+def child(mode: str, depth: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Peak memory of ``mode`` at ``depth`` over two steps."""
+    device = torch.device(args.device)
+    step = make_step(mode, depth, args)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -104,12 +129,12 @@ def child(mode: str, depth: int, args: argparse.Namespace) -> dict[str, Any]:
     else:
         base = rss_mb()
         reset_peak_rss()
-    timing = time_calls(step, args.repeats, warmup=0, device=device)
+    time_calls(step, 2, warmup=0, device=device)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = peak_rss_mb() - base
-    return {"peak_mb": peak, "seconds": timing.samples}
+    return {"peak_mb": peak}
 
 
 def main() -> None:
@@ -125,22 +150,27 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "DEPTH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-time", type=int, metavar="DEPTH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args)))
         return
+    if args.child_time is not None:
+        print(json.dumps(child_time(args.child_time, args)))
+        return
 
     common = ["--shape", *map(str, args.shape), "--hidden", str(args.hidden), "--batch", str(args.batch),
-              "--repeats", str(args.repeats), "--device", args.device]
+              "--repeats", str(args.repeats), "--device", args.device, "--modes", *args.modes]
     results: dict[str, dict[int, Any]] = {m: {} for m in args.modes}
     for depth in args.depths:
         for mode in args.modes:
-            out = run_child(Path(__file__), [mode, str(depth), *common], args.threads)
+            out = run_child(Path(__file__), ["--child", mode, str(depth), *common], args.threads)
             results[mode][depth] = out
-            print(f"  {mode:>13} depth {depth:>3}: {out['peak_mb']:8.1f} MiB, "
-                  f"{sorted(out['seconds'])[len(out['seconds']) // 2] * 1e3:8.1f} ms/step", file=sys.stderr)
-
-    from common import Timing
+        seconds = run_child(Path(__file__), ["--child-time", str(depth), *common], args.threads, malloc=False)
+        for mode in args.modes:
+            results[mode][depth]["seconds"] = seconds[mode]
+            print(f"  {mode:>13} depth {depth:>3}: {results[mode][depth]['peak_mb']:8.1f} MiB, "
+                  f"{Timing(seconds[mode]).median * 1e3:8.1f} ms/step", file=sys.stderr)
 
     headers = ["depth"]
     for mode in args.modes:
@@ -160,7 +190,7 @@ def main() -> None:
     print(f"# bench/memory.py — {machine()}")
     print(f"# squeeze → glow_step × depth (hidden {args.hidden}) on {tuple(args.shape)}, batch {args.batch}, "
           f"device {args.device}, {args.threads} threads; peak memory of one training step above the "
-          f"model + optimizer + input; ms/step: median [interquartile range] of {args.repeats} steps")
+          f"model + optimizer + input; ms/step: median [interquartile range] of {args.repeats} interleaved steps")
     print(table(headers, rows, markdown=args.markdown))
     lo, hi = min(args.depths), max(args.depths)
     for mode in args.modes:
