@@ -432,6 +432,17 @@ def test_actnorm_initialisation_survives_a_state_dict_round_trip() -> None:
     torch.testing.assert_close(restored(x)[0], trained(x)[0])  # no re-initialisation on new data
 
 
+def test_actnorm_loading_an_uninitialised_state_initialises_again() -> None:
+    # the block mirrors `initialized` in a Python flag (no tensor read per forward, for torch.compile);
+    # loading a state dict must reset that mirror
+    block = ActNorm((2,)).train()
+    block(torch.randn(32, 2) * 3 + 2)
+    block.load_state_dict(ActNorm((2,)).state_dict())
+    assert not bool(block.initialized)
+    y, _ = block(torch.randn(64, 2) * 5 - 1)
+    torch.testing.assert_close(channel_stats(y)[1], torch.ones(2), atol=1e-4, rtol=0)
+
+
 # -- invconv1x1 ------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,8 @@ and :meth:`~ActNorm.inverse` never initialise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -48,10 +50,15 @@ class ActNorm(Invertible):
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialized", torch.tensor(False))
         self._positions = numel(self.input_shape[1:])
+        # a Python mirror of ``initialized`` once it is True, so that later forwards read no tensor
+        # (reading one is a graph break under torch.compile); reset whenever a state_dict is loaded
+        self._known_initialized = False
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
-            self.initialize(x)
+        if self.training and not self._known_initialized:
+            if not bool(self.initialized):
+                self.initialize(x)
+            self._known_initialized = True
         y = (x + self._per_channel(self.bias)) * torch.exp(self._per_channel(self.log_scale))
         return y, self._logdet(x, 1.0)
 
@@ -85,6 +92,10 @@ class ActNorm(Invertible):
         self.bias.copy_(-x.mean(dim=dims))
         self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False).clamp_min(MIN_STD)))
         self.initialized.fill_(True)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._known_initialized = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         require_built_shape("actnorm", self.input_shape, input_shape)
