@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import settings
 from mnist_paths import DATA_ROOT
 
@@ -13,6 +15,16 @@ from mnist_paths import DATA_ROOT
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """Run the test with float64 as torch's default dtype and a seeded generator, then restore."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(old)
 
 
 @pytest.fixture

@@ -9,14 +9,7 @@ import torch
 from revkit.errors import RevkitError
 from revkit.priors import ClassGaussian
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def collapsed_prior() -> ClassGaussian:

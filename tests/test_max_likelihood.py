@@ -17,14 +17,7 @@ from revkit.objectives import Losses, MaxLikelihood
 from revkit.plugins import load_registries
 from revkit.priors import Prior, StandardNormal
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 class FixedAffine(Invertible):

@@ -32,13 +32,7 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 INFO = DataInfo(shape=(6,), classes=3, levels=None, name="vectors")
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def small_flow(param: str = "std") -> Flow:

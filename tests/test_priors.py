@@ -12,17 +12,15 @@ from torch import distributions as D
 
 from revkit.errors import RevkitError
 from revkit.plugins import load_registries
-from revkit.priors import ClassGaussian, DiagonalGaussian, GaussianMixture, Prior, StandardNormal
+from revkit.priors import (
+    ClassGaussian,
+    DiagonalGaussian,
+    GaussianMixture,
+    Prior,
+    StandardNormal,
+)
 
-
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _randomise(prior: Prior) -> None:

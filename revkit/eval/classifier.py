@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from revkit.errors import DataError, RevkitError
+from revkit.train.checkpoint import atomic_write
 
 ENV_CACHE = "REVKIT_CACHE"
 #: the training recipe; part of the cache key (change any value and the classifier is retrained).
@@ -205,16 +205,7 @@ def save_classifier(path: Path, model: MnistClassifier, test_accuracy: float, ke
         "test_accuracy": float(test_accuracy),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))
     return path
 
 
