@@ -64,9 +64,8 @@ def measure(spec_name: str, batch: int, mode: str, args: argparse.Namespace) -> 
     loader = synthetic_loader(built.info, batch, batches=4)
     trainer = Trainer(built.flow, built.objective, loader, spec.train)
     trainer.initialize()
-    batches = [next(iter(loader))]
     device = trainer.device
-    batch_data = [t.to(device) for t in batches[0]]
+    batch_data = [t.to(device) for t in next(iter(loader))]
 
     def step() -> None:
         trainer.train_step(batch_data)

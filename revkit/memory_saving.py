@@ -26,6 +26,7 @@ untouched) while that block is rebuilt, so stochastic sub-networks (dropout) see
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,22 +157,14 @@ class _RngStates:
         self.device = device if device.type == "cuda" else None
         self.cuda = torch.cuda.get_rng_state(device) if self.device is not None else None
 
-    def restored(self) -> Any:
-        """A context in which the generators are as they were, leaving the caller's stream alone."""
-        devices = [self.device] if self.device is not None else []
-        fork = torch.random.fork_rng(devices=devices)
-
-        class _Restore:
-            def __enter__(inner) -> None:
-                fork.__enter__()
-                torch.set_rng_state(self.cpu)
-                if self.device is not None and self.cuda is not None:
-                    torch.cuda.set_rng_state(self.cuda, self.device)
-
-            def __exit__(inner, *exc: object) -> None:
-                fork.__exit__(*exc)
-
-        return _Restore()
+    @contextlib.contextmanager
+    def restored(self) -> Iterator[None]:
+        """The generators as they were, in a fork that leaves the caller's stream alone."""
+        with torch.random.fork_rng(devices=[self.device] if self.device is not None else []):
+            torch.set_rng_state(self.cpu)
+            if self.device is not None and self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
 
 
 class _MemorySavingChain(torch.autograd.Function):

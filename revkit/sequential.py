@@ -91,21 +91,16 @@ class Sequential(Invertible):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = self.zero_logdet(x)
-        if any(self._memory_saving) and torch.is_grad_enabled():
-            from revkit.memory_saving import run_memory_saving
+        for saving, run in self._segments():
+            if saving and torch.is_grad_enabled():
+                from revkit.memory_saving import run_memory_saving
 
-            for saving, run in self._segments():
-                if saving:
-                    x, ld = run_memory_saving(run, x, context)
-                    logdet = logdet + ld
-                    continue
-                for layer in run:
-                    x, ld = layer(x, context)
-                    logdet = logdet + ld
-            return x, logdet
-        for layer in self.layers:
-            x, ld = layer(x, context)
-            logdet = logdet + ld
+                x, ld = run_memory_saving(run, x, context)
+                logdet = logdet + ld
+                continue
+            for layer in run:
+                x, ld = layer(x, context)
+                logdet = logdet + ld
         return x, logdet
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
