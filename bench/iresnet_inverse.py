@@ -1,14 +1,14 @@
 """The fixed-point inverse of a trained flow: reconstruction error against the iteration cap and tolerance.
 
 Loads a run folder's latest checkpoint, encodes the first test batch and decodes it with every iterative
-block set to each (cap, tolerance) below, printing the largest reconstruction error ``max |x̂ − x|`` over the
+block set to each (method, cap, tolerance) below, printing the largest reconstruction error ``max |x̂ − x|`` over the
 batch, how many (block, image) inversions stopped at the cap, and the iteration histogram
 (:func:`revkit.eval.fixed_point.inverse_report`).
 
 Usage::
 
     OMP_NUM_THREADS=1 REVKIT_DATA=../shared/data python bench/iresnet_inverse.py runs/mnist_iresnet-… \\
-        [--caps 5 10 20 50] [--tols 1e-4 1e-5 1e-6] [--images 500]
+        [--methods plain anderson] [--memory 5] [--caps 5 10 20 50] [--tols 1e-4 1e-5 1e-6] [--images 500]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_chec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--methods", nargs="+", default=["plain", "anderson"], choices=["plain", "anderson"])
+    parser.add_argument("--memory", type=int, nargs="+", default=[5], help="Anderson memories to try")
     parser.add_argument("--caps", type=int, nargs="+", default=[5, 10, 20, 50])
     parser.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-5, 1e-6])
     parser.add_argument("--images", type=int, default=500)
@@ -42,17 +44,23 @@ def main() -> None:
     x, y = x[: args.images], y[: args.images]
     blocks = iterative_blocks(built.flow)
     print(f"{args.run_dir}: step {state['step']}, {len(blocks)} iterative blocks, {x.shape[0]} test images")
-    print(f"{'cap':>4} {'tol':>7} {'max error':>10} {'at cap':>7} {'mean it':>8}  histogram (iterations: inversions)")
-    for cap in args.caps:
-        for tol in args.tols:
-            for block in blocks:
-                block.inverse_max_iter, block.inverse_tol = cap, tol
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # counted in the table instead
-                report = inverse_report(built.flow, x, y)
-            hist = " ".join(f"{k}:{v}" for k, v in report["iterations_histogram"].items())
-            print(f"{cap:>4} {tol:>7.0e} {report['max_error']:>10.2e} {report['unconverged']:>7} "
-                  f"{report['mean_iterations']:>8.2f}  {hist}")
+    print(f"{'method':>11} {'cap':>4} {'tol':>7} {'max error':>10} {'at cap':>7} {'mean it':>8}  "
+          "histogram (iterations: inversions)")
+    configs = [("plain", 0)] if "plain" in args.methods else []
+    configs += [("anderson", m) for m in args.memory] if "anderson" in args.methods else []
+    for method, memory in configs:
+        for cap in args.caps:
+            for tol in args.tols:
+                for block in blocks:
+                    block.inverse_max_iter, block.inverse_tol = cap, tol
+                    block.inverse_method, block.anderson_memory = method, max(memory, 1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # counted in the table instead
+                    report = inverse_report(built.flow, x, y)
+                hist = " ".join(f"{k}:{v}" for k, v in report["iterations_histogram"].items())
+                name = f"anderson({memory})" if method == "anderson" else method
+                print(f"{name:>11} {cap:>4} {tol:>7.0e} {report['max_error']:>10.2e} {report['unconverged']:>7} "
+                      f"{report['mean_iterations']:>8.2f}  {hist}", flush=True)
 
 
 if __name__ == "__main__":

@@ -230,9 +230,10 @@ def test_evaluation_mode_uses_eval_series_terms() -> None:
 
 
 # -- the fixed-point inverse ---------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["anderson", "plain"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_the_inverse_reports_iterations_and_convergence(shape: tuple[int, ...]) -> None:
-    block = _block(shape, inverse_tol=1e-10, inverse_max_iter=200)
+def test_the_inverse_reports_iterations_and_convergence(shape: tuple[int, ...], method: str) -> None:
+    block = _block(shape, inverse_tol=1e-10, inverse_max_iter=200, inverse_method=method)
     x = _inputs(shape, n=5)
     with torch.no_grad():
         y = block(x)[0]
@@ -243,7 +244,7 @@ def test_the_inverse_reports_iterations_and_convergence(shape: tuple[int, ...]) 
     assert int(stats.iterations.max()) < 200 and stats.max_change <= 1e-10
     assert float((x_back - x).abs().max()) < 1e-9
     # a looser tolerance stops earlier
-    loose = _block(shape, inverse_tol=1e-3, inverse_max_iter=200)
+    loose = _block(shape, inverse_tol=1e-3, inverse_max_iter=200, inverse_method=method)
     with torch.no_grad():
         loose.inverse(y)
     assert loose.last_inverse is not None

@@ -10,7 +10,9 @@ channels inside, normalised as the linear maps they compute) and a 1-Lipschitz a
 
 * the **inverse** is the fixed point of :math:`x ← y - g(x)`, a contraction: starting from
   :math:`x_0 = y`, iterate per sample until the largest change is ``≤ inverse_tol`` or
-  ``inverse_max_iter`` steps were taken. The iterations used and whether each sample converged
+  ``inverse_max_iter`` evaluations of :math:`g` were spent, by Anderson-accelerated iteration
+  (``inverse_method = "anderson"``, the default) or the plain one (``"plain"``); see
+  :mod:`revkit.blocks.fixed_point`. The iterations used and whether each sample converged
   are kept in :attr:`IResNet.last_inverse` (:class:`FixedPointStats`); in evaluation mode an
   unconverged sample raises an :class:`InverseNotConverged` warning naming the layer. The
   iterations are not differentiated: gradients flow through one final step :math:`y - g(x^*)`.
@@ -30,7 +32,6 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -39,6 +40,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from revkit.blocks.actnorm import ActNorm
+from revkit.blocks.fixed_point import FixedPointStats, SolverKind, solve_fixed_point
 from revkit.blocks.logdet_estimators import (
     ProbeKind,
     draw_probe,
@@ -62,7 +64,10 @@ class IResNetParams(BlockParams):
     actnorm: bool = Field(False, description="follow the residual map with an actnorm")
     n_power_iterations: int = Field(5, ge=1, description="power iterations per pass for each spectral norm")
     inverse_tol: float = Field(1e-5, gt=0.0, description="fixed-point inverse: stop when max |Δx| ≤ this")
-    inverse_max_iter: int = Field(100, ge=1, description="fixed-point inverse: iteration cap")
+    inverse_max_iter: int = Field(100, ge=1, description="fixed-point inverse: iteration cap (evaluations of g)")
+    inverse_method: SolverKind = Field("anderson", description="fixed-point inverse: 'anderson' (accelerated) or "
+                                                               "'plain' (x ← y − g(x))")
+    anderson_memory: int = Field(5, ge=1, description="fixed-point inverse: steps Anderson acceleration remembers")
     logdet: LogdetKind = Field("series", description="'series' (truncated), 'roulette' (unbiased) or 'exact'")
     series_terms: int = Field(5, ge=1, description="power-series terms (roulette: terms always computed)")
     eval_series_terms: int = Field(0, ge=0, description="terms in evaluation mode (0: series_terms)")
@@ -74,22 +79,6 @@ class IResNetParams(BlockParams):
 
 class InverseNotConverged(UserWarning):
     """A fixed-point inverse stopped at its iteration cap before reaching its tolerance."""
-
-
-@dataclass
-class FixedPointStats:
-    """What the last fixed-point inverse did: per sample ``iterations`` ``[B]`` (steps taken) and
-    ``converged`` ``[B]``; ``max_change`` is the largest last step over the batch."""
-
-    iterations: Tensor
-    converged: Tensor
-    max_change: float
-    tol: float
-    max_iter: int
-
-    @property
-    def all_converged(self) -> bool:
-        return bool(self.converged.all())
 
 
 class LipSwish(nn.Module):
@@ -110,7 +99,7 @@ class IResNet(Invertible):
     Args:
         input_shape: ``(C, H, W)`` or ``(D,)``.
         hidden, coeff, activation, actnorm, n_power_iterations, inverse_tol, inverse_max_iter,
-            logdet, series_terms, eval_series_terms, probe, n_probes, neumann_gradient, roulette_p:
+            inverse_method, anderson_memory, logdet, series_terms, eval_series_terms, probe, n_probes, neumann_gradient, roulette_p:
             see :class:`IResNetParams`.
 
     Example:
@@ -135,6 +124,8 @@ class IResNet(Invertible):
         n_power_iterations: int = 5,
         inverse_tol: float = 1e-5,
         inverse_max_iter: int = 100,
+        inverse_method: SolverKind = "anderson",
+        anderson_memory: int = 5,
         logdet: LogdetKind = "series",
         series_terms: int = 5,
         eval_series_terms: int = 0,
@@ -147,12 +138,15 @@ class IResNet(Invertible):
         require_rank("iresnet", input_shape, self.supported_ranks, "put a flatten or reshape before it")
         IResNetParams(hidden=hidden, coeff=coeff, activation=activation, actnorm=actnorm,
                       n_power_iterations=n_power_iterations, inverse_tol=inverse_tol,
-                      inverse_max_iter=inverse_max_iter, logdet=logdet, series_terms=series_terms,
+                      inverse_max_iter=inverse_max_iter, inverse_method=inverse_method,
+                      anderson_memory=anderson_memory, logdet=logdet, series_terms=series_terms,
                       eval_series_terms=eval_series_terms, probe=probe, n_probes=n_probes,
                       neumann_gradient=neumann_gradient, roulette_p=roulette_p)
         self.input_shape = tuple(input_shape)
         self.hidden, self.coeff = int(hidden), float(coeff)
         self.inverse_tol, self.inverse_max_iter = float(inverse_tol), int(inverse_max_iter)
+        self.inverse_method: SolverKind = inverse_method
+        self.anderson_memory = int(anderson_memory)
         self.logdet_kind: LogdetKind = logdet
         self.series_terms, self.eval_series_terms = int(series_terms), int(eval_series_terms)
         self.probe: ProbeKind = probe
@@ -208,33 +202,21 @@ class IResNet(Invertible):
         return x, logdet - ld
 
     def fixed_point(self, y: Tensor, weights: list[Tensor]) -> Tensor:
-        """Solve ``x + g(x) = y`` by ``x ← y − g(x)`` from ``x = y``, each sample until its largest
-        change is ``≤ inverse_tol`` (then frozen) or for ``inverse_max_iter`` steps; records
-        :attr:`last_inverse` and warns (eval mode) about samples that did not converge."""
-        b = y.shape[0]
-        with torch.no_grad():
-            y = y.detach()
-            weights = [w.detach() for w in weights]
-            x = y.clone()
-            iterations = torch.zeros(b, dtype=torch.long, device=y.device)
-            active = torch.ones(b, dtype=torch.bool, device=y.device)
-            change = torch.zeros(b, dtype=y.dtype, device=y.device)
-            mask_shape = (b,) + (1,) * (y.dim() - 1)
-            for _ in range(self.inverse_max_iter):
-                new = y - self.g(x, weights)
-                step = (new - x).abs().reshape(b, -1).amax(dim=1)
-                change = torch.where(active, step, change)
-                x = torch.where(active.view(mask_shape), new, x)
-                iterations += active.long()
-                active = active & (step > self.inverse_tol)
-                if not bool(active.any()):
-                    break
-        stats = FixedPointStats(iterations, ~active, float(change.max()) if b else 0.0,
-                                self.inverse_tol, self.inverse_max_iter)
+        """Solve ``x + g(x) = y``, i.e. ``x = y − g(x)``, from ``x = y`` with ``inverse_method``
+        (:func:`~revkit.blocks.fixed_point.solve_fixed_point`), each sample until its residual
+        ``max |y − g(x) − x|`` is ``≤ inverse_tol`` (then frozen) or for ``inverse_max_iter``
+        evaluations of ``g``; records :attr:`last_inverse` and warns (eval mode) about samples that
+        did not converge."""
+        y = y.detach()
+        weights = [w.detach() for w in weights]
+        x, stats = solve_fixed_point(lambda v: y - self.g(v, weights), y, tol=self.inverse_tol,
+                                     max_iter=self.inverse_max_iter, method=self.inverse_method,
+                                     memory=self.anderson_memory)
         self.last_inverse = stats
         if not self.training and not stats.all_converged:
+            unconverged = int((~stats.converged).sum())
             warnings.warn(
-                f"{self.layer_name}: the fixed-point inverse did not converge for {int(active.sum())} of {b} "
+                f"{self.layer_name}: the fixed-point inverse did not converge for {unconverged} of {y.shape[0]} "
                 f"samples in inverse_max_iter = {self.inverse_max_iter} iterations (largest last change "
                 f"{stats.max_change:.3g} > inverse_tol = {self.inverse_tol:g}); raise inverse_max_iter or "
                 "lower coeff", InverseNotConverged, stacklevel=2)
