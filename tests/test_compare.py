@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from revkit.cli import main
+from revkit.eval.compare import HEADERS
 from revkit.spec import load_spec_dict
 
 
@@ -51,10 +53,12 @@ def test_markdown_table(tmp_path, capsys):
     runs = three_runs(tmp_path)
     assert main(["compare", "--markdown", *map(str, runs[1:])]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "| run | model | K | ELBO | −log p(x|z) | IWAE −log p(x) | L | steps |"
+    assert out[0] == r"| run | model | K | ELBO | −log p(x\|z) | IWAE −log p(x) | L | steps |"
     assert out[1] == "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     assert out[2] == "| planar | VAE + planar | 4 | -98.00 | 69.00 | 93.50 | 1000 | 8000 |"
     assert len(out) == 4
+    # every line has one cell per column: no unescaped "|" inside a cell
+    assert {len(re.split(r"(?<!\\)\|", line)) for line in out} == {len(HEADERS) + 2}
 
 
 def test_unfinished_or_non_vae_runs_are_one_line_errors(tmp_path, capsys):

@@ -109,11 +109,17 @@ def render_text(rows: Sequence[Row]) -> str:
     return "\n".join([fmt(HEADERS), rule, *(fmt(r.cells()) for r in rows)]) + "\n"
 
 
+def _markdown_line(cells: Iterable[str]) -> str:
+    r"""One table line; a ``|`` inside a cell (the header ``−log p(x|z)``, a run name) is written ``\|``
+    so that it does not end the cell."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
 def render_markdown(rows: Sequence[Row]) -> str:
     """A Markdown table (numeric columns right-aligned)."""
     align = ["---", "---"] + ["---:"] * (len(HEADERS) - 2)
-    lines = ["| " + " | ".join(HEADERS) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    lines = [_markdown_line(HEADERS), "| " + " | ".join(align) + " |"]
+    lines += [_markdown_line(r.cells()) for r in rows]
     return "\n".join(lines) + "\n"
 
 
