@@ -25,9 +25,9 @@ from pydantic import Field
 from torch import Tensor
 
 from revkit.blocks.masks import MaskKind, make_mask
-from revkit.blocks.shapes import require_built_shape, require_rank
+from revkit.blocks.shapes import require_built_shape, require_context, require_rank
 from revkit.blocks.subnets import coupling_subnet
-from revkit.errors import RevkitError, ShapeError
+from revkit.errors import ShapeError
 from revkit.invertible import BlockParams, Invertible, Shape
 from revkit.memory_saving import ReverseGrad, backprop, context_leaf, leaf
 
@@ -162,17 +162,7 @@ class Coupling(Invertible):
         return self.mask.merge(cond, new_active), logdet
 
     def _context(self, context: Tensor | None, x: Tensor) -> Tensor | None:
-        if self.context_size == 0:
-            return None
-        expected = (x.shape[0], self.context_size)
-        if context is None:
-            raise RevkitError(f"{self.block_name} was built with context_size={self.context_size}: "
-                              f"pass a context of shape {expected}")
-        if tuple(context.shape) != expected:
-            raise RevkitError(f"{self.block_name} expects a context of shape {expected}, "
-                              f"got {tuple(context.shape)}")
-        return context.to(x.dtype)
-
+        return require_context(self.block_name, self.context_size, context, x)
 
 class AdditiveCoupling(Coupling):
     r"""NICE's additive coupling: :math:`y_a = x_a + t(x_c, c)`, volume-preserving (log-det 0).

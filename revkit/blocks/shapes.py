@@ -1,9 +1,12 @@
-"""Shape checks shared by the built-in blocks: each raises :class:`~revkit.errors.ShapeError` with
-a message that says what the block needs, what it got and what to do about it."""
+"""Shape checks shared by the built-in blocks (and open to plugins): each raises
+:class:`~revkit.errors.ShapeError` (:class:`~revkit.errors.RevkitError` for a call's context) with a
+message that says what the block needs, what it got and what to do about it."""
 
 from __future__ import annotations
 
-from revkit.errors import ShapeError
+from torch import Tensor
+
+from revkit.errors import RevkitError, ShapeError
 from revkit.invertible import Shape, check_rank
 
 
@@ -33,3 +36,17 @@ def require_built_shape(block: str, built: Shape, given: Shape) -> None:
             f"{block} was built for per-sample shape {tuple(built)}, got {tuple(given)}; "
             "build it again for the new shape"
         )
+
+
+def require_context(block: str, context_size: int, context: Tensor | None, x: Tensor) -> Tensor | None:
+    """The context a conditional block built with ``context_size = K`` is called with: ``None`` when
+    ``K = 0`` (the context is ignored), else ``context`` ``[B, K]`` in ``x``'s dtype; raises when it is
+    missing or has another shape."""
+    if context_size == 0:
+        return None
+    expected = (x.shape[0], context_size)
+    if context is None:
+        raise RevkitError(f"{block} was built with context_size={context_size}: pass a context of shape {expected}")
+    if tuple(context.shape) != expected:
+        raise RevkitError(f"{block} expects a context of shape {expected}, got {tuple(context.shape)}")
+    return context.to(x.dtype)

@@ -25,9 +25,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import BlockParams, Invertible, RevkitError
+from revkit import BlockParams, Invertible
 from revkit.blocks.masks import MaskKind, make_mask
-from revkit.blocks.shapes import require_built_shape, require_rank
+from revkit.blocks.shapes import require_built_shape, require_context, require_rank
 from revkit.blocks.subnets import coupling_subnet
 from revkit.invertible import Shape
 from revkit_splines.rational_quadratic import (
@@ -134,7 +134,7 @@ class RQSplineCoupling(Invertible):
 
     def _couple(self, x: Tensor, context: Tensor | None, elementwise: ElementwiseMap) -> tuple[Tensor, Tensor]:
         cond, active = self.mask.split(x)
-        raw = self.subnet(cond, self._checked_context(context, x))
+        raw = self.subnet(cond, require_context(BLOCK_NAME, self.context_size, context, x))
         knots = spline_knots(self._per_entry(raw, active), self.bound)
         new_active, log_derivative = elementwise(active, knots)
         return self.mask.merge(cond, new_active), self.mask.sum_active(log_derivative)
@@ -144,17 +144,6 @@ class RQSplineCoupling(Invertible):
         batch, channels = active.shape[0], active.shape[1]
         grouped = raw.reshape(batch, self.per_entry, channels, *active.shape[2:])
         return torch.movedim(grouped, 1, -1)
-
-    def _checked_context(self, context: Tensor | None, x: Tensor) -> Tensor | None:
-        if self.context_size == 0:
-            return None
-        expected = (x.shape[0], self.context_size)
-        if context is None:
-            raise RevkitError(f"{BLOCK_NAME} was built with context_size={self.context_size}: "
-                              f"pass a context of shape {expected}")
-        if tuple(context.shape) != expected:
-            raise RevkitError(f"{BLOCK_NAME} expects a context of shape {expected}, got {tuple(context.shape)}")
-        return context.to(x.dtype)
 
 
 __all__ = ["BLOCK_NAME", "RQSplineCoupling", "RQSplineCouplingParams"]
