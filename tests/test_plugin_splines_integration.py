@@ -25,6 +25,9 @@ from revkit.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SPLINE_SPECS = [REPO / "specs" / "toy2d_splines.toml", REPO / "specs" / "mnist_splines.toml"]
+AUTOREGRESSIVE_SPEC = REPO / "specs" / "toy2d_splines_autoregressive.toml"
+#: every shipped spec that needs the plugin, and the block it names
+PLUGIN_SPECS = {**{p: "rq_spline_coupling" for p in SPLINE_SPECS}, AUTOREGRESSIVE_SPEC: "rq_spline_autoregressive"}
 NEEDS_PLUGIN = "needs the plugin: pip install -e plugins/revkit-splines"
 
 
@@ -39,14 +42,14 @@ def _plugin_installed() -> bool:
 requires_plugin = pytest.mark.skipif(not _plugin_installed(), reason=NEEDS_PLUGIN)
 
 
-@pytest.mark.parametrize("path", SPLINE_SPECS, ids=[p.name for p in SPLINE_SPECS])
+@pytest.mark.parametrize("path", list(PLUGIN_SPECS), ids=[p.name for p in PLUGIN_SPECS])
 def test_without_the_plugin_validation_names_the_block_and_its_distribution(path: Path) -> None:
     without = load_registries(entry_points=False)
     with pytest.raises(SpecError) as info:
         load_spec(path, registries=without)
     message = str(info.value)
     assert info.value.path.startswith("model.layers[") and info.value.path.endswith("].block")
-    assert "block 'rq_spline_coupling' is not installed" in message
+    assert f"block '{PLUGIN_SPECS[path]}' is not installed" in message
     assert "'affine_coupling'" in message  # the installed blocks are listed
     assert "provided by the plugin distribution 'revkit-splines'" in message
 
@@ -63,8 +66,9 @@ def test_revkit_validate_without_plugins_prints_the_hint_and_exits_2() -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_revkit_registers_the_hint_for_the_spline_block() -> None:
-    assert load_registries(entry_points=False).block_hints["rq_spline_coupling"] == "revkit-splines"
+@pytest.mark.parametrize("name", ["rq_spline_coupling", "rq_spline_autoregressive"])
+def test_revkit_registers_the_hint_for_the_spline_blocks(name: str) -> None:
+    assert load_registries(entry_points=False).block_hints[name] == "revkit-splines"
 
 
 @requires_plugin
@@ -86,18 +90,19 @@ def test_revkit_plugins_shows_the_spline_plugin(capsys: pytest.CaptureFixture[st
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out.splitlines()
     at = out.index(f"splines {__version__}")
-    assert out[at + 1].strip() == "blocks: rq_spline_coupling"
+    assert out[at + 1].strip() == "blocks: rq_spline_autoregressive, rq_spline_coupling"
     assert main(["plugins", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {"name": "splines", "version": __version__, "builtin": False,
-            "registered": {"blocks": ["rq_spline_coupling"]}} in doc["plugins"]
+            "registered": {"blocks": ["rq_spline_autoregressive", "rq_spline_coupling"]}} in doc["plugins"]
 
 
 @requires_plugin
 @pytest.mark.slow
-def test_the_toy_spline_spec_trains_briefly_and_writes_its_density_plot(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", [SPLINE_SPECS[0], AUTOREGRESSIVE_SPEC], ids=["coupling", "autoregressive"])
+def test_the_toy_spline_specs_train_briefly_and_write_their_density_plots(tmp_path: Path, path: Path) -> None:
     out = tmp_path / "run"
-    code = main(["run", str(SPLINE_SPECS[0]), "--out", str(out), "--set", "train.steps=30",
+    code = main(["run", str(path), "--out", str(out), "--set", "train.steps=30",
                  "--set", "train.log_every=10", "--set", "eval.samples=200"])
     assert code == 0
     assert (out / "density.png").stat().st_size > 0

@@ -45,7 +45,7 @@ def register_blocks(register: Register) -> None:
 
 #: blocks that other distributions provide (name → distribution), so a spec naming one that is not
 #: installed gets "pip install …" advice.
-BLOCK_HINTS = {"rq_spline_coupling": "revkit-splines"}
+BLOCK_HINTS = {"rq_spline_coupling": "revkit-splines", "rq_spline_autoregressive": "revkit-splines"}
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from revkit.cli import main
 from revkit.errors import SpecError
 from revkit.plugins import load_registries
 from revkit.spec import load_spec
-from revkit_splines import RQSplineCoupling, __version__
+from revkit_splines import RQSplineAutoregressive, RQSplineCoupling, __version__
 
 
 def test_the_entry_point_registers_the_block_under_the_plugin_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +23,8 @@ def test_the_entry_point_registers_the_block_under_the_plugin_name(monkeypatch: 
     assert regs.blocks.source("rq_spline_coupling") == "splines"
     (info,) = [p for p in regs.plugins if p.name == "splines"]
     assert info.version == metadata.version("revkit-splines") == __version__
-    assert info.registered == {"blocks": ["rq_spline_coupling"]}
+    assert regs.blocks.get("rq_spline_autoregressive") is RQSplineAutoregressive
+    assert info.registered == {"blocks": ["rq_spline_autoregressive", "rq_spline_coupling"]}
     assert not regs.failures
 
 
@@ -32,7 +33,7 @@ def test_revkit_plugins_lists_the_plugin_its_version_and_names(capsys: pytest.Ca
     doc = json.loads(capsys.readouterr().out)
     (entry,) = [p for p in doc["plugins"] if p["name"] == "splines"]
     assert entry == {"name": "splines", "version": __version__, "builtin": False,
-                     "registered": {"blocks": ["rq_spline_coupling"]}}
+                     "registered": {"blocks": ["rq_spline_autoregressive", "rq_spline_coupling"]}}
 
 
 def _spec_text(layer: str) -> str:

@@ -1,12 +1,15 @@
-"""revkit-splines: rational-quadratic spline couplings (Durkan et al., 2019) as a revkit plugin.
+"""revkit-splines: rational-quadratic spline flows (Durkan et al., 2019) as a revkit plugin.
 
-Installing the distribution registers the block ``rq_spline_coupling`` through the entry-point group
-``revkit``; a spec then says ``block = "rq_spline_coupling"``.
+Installing the distribution registers the blocks ``rq_spline_coupling`` (images and vectors) and
+``rq_spline_autoregressive`` (vectors) through the entry-point group ``revkit``; a spec then says
+``block = "rq_spline_coupling"``.
 """
 
 from importlib import metadata
 
+from revkit_splines.autoregressive import RQSplineAutoregressive, RQSplineAutoregressiveParams
 from revkit_splines.coupling import RQSplineCoupling, RQSplineCouplingParams
+from revkit_splines.made import MADE
 from revkit_splines.rational_quadratic import SplineKnots, rq_spline, rq_spline_inverse, spline_knots
 
 try:
@@ -15,6 +18,9 @@ except metadata.PackageNotFoundError:  # imported from a source tree that is not
     __version__ = "0.0.0"
 
 __all__ = [
+    "MADE",
+    "RQSplineAutoregressive",
+    "RQSplineAutoregressiveParams",
     "RQSplineCoupling",
     "RQSplineCouplingParams",
     "SplineKnots",

@@ -9,9 +9,10 @@ from __future__ import annotations
 from revkit.plugins import hookimpl
 from revkit.plugins.hookspecs import Register
 
-from revkit_splines.coupling import BLOCK_NAME, RQSplineCoupling
+from revkit_splines import autoregressive, coupling
 
 
 @hookimpl
 def register_blocks(register: Register) -> None:
-    register(BLOCK_NAME, RQSplineCoupling)
+    register(coupling.BLOCK_NAME, coupling.RQSplineCoupling)
+    register(autoregressive.BLOCK_NAME, autoregressive.RQSplineAutoregressive)
