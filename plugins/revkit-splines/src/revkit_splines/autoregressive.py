@@ -25,24 +25,18 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import BlockParams, Invertible
+from revkit import Invertible
 from revkit.blocks.shapes import require_built_shape, require_context, require_rank
 from revkit.invertible import Shape
 from revkit_splines.made import MADE
+from revkit_splines.params import SplineParams
 from revkit_splines.rational_quadratic import parameter_count, rq_spline, rq_spline_inverse, spline_knots
 
 BLOCK_NAME = "rq_spline_autoregressive"
 
 
-class RQSplineAutoregressiveParams(BlockParams):
+class RQSplineAutoregressiveParams(SplineParams):
     hidden: int = Field(64, ge=4, description="width of the MADE network's two hidden layers")
-    bins: int = Field(8, ge=2, le=64, description="number of spline bins K (the network emits 3K − 1 numbers per feature)")
-    bound: float = Field(
-        3.0,
-        ge=0.1,
-        le=1e3,
-        description="tail bound B: each spline acts on [−B, B], the block is the identity outside",
-    )
     flip: bool = Field(
         False,
         description="order the features D…1 instead of 1…D (with repeat, the builder alternates it between copies)",

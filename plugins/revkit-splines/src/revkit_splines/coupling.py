@@ -25,11 +25,12 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import BlockParams, Invertible
+from revkit import Invertible
 from revkit.blocks.masks import MaskKind, make_mask
 from revkit.blocks.shapes import require_built_shape, require_context, require_rank
 from revkit.blocks.subnets import coupling_subnet
 from revkit.invertible import Shape
+from revkit_splines.params import SplineParams
 from revkit_splines.rational_quadratic import (
     SplineKnots,
     parameter_count,
@@ -43,19 +44,12 @@ BLOCK_NAME = "rq_spline_coupling"
 ElementwiseMap = Callable[[Tensor, SplineKnots], tuple[Tensor, Tensor]]
 
 
-class RQSplineCouplingParams(BlockParams):
+class RQSplineCouplingParams(SplineParams):
     hidden: int = Field(
         64,
         ge=4,
         description="width of the coupling network's hidden layers (at least 4: narrower ReLU layers die "
         "easily, and then the spline's parameters stop learning)",
-    )
-    bins: int = Field(8, ge=2, le=64, description="number of spline bins K (the network emits 3K − 1 numbers per entry)")
-    bound: float = Field(
-        3.0,
-        ge=0.1,
-        le=1e3,
-        description="tail bound B: the spline acts on [−B, B], the block is the identity outside",
     )
     mask: MaskKind = Field(
         "channel",
