@@ -164,6 +164,7 @@ class Coupling(Invertible):
     def _context(self, context: Tensor | None, x: Tensor) -> Tensor | None:
         return require_context(self.block_name, self.context_size, context, x)
 
+
 class AdditiveCoupling(Coupling):
     r"""NICE's additive coupling: :math:`y_a = x_a + t(x_c, c)`, volume-preserving (log-det 0).
 

@@ -97,4 +97,5 @@ class _MaskedHidden(nn.Module):
             h = h + self.context_layer(context)
         return F.relu(self.hidden_layer(F.relu(h)))
 
+
 __all__ = ["MADE", "MaskedLinear", "feature_degrees"]
