@@ -106,6 +106,25 @@ def test_anderson_reaches_the_fixed_point_of_any_nonlinear_contraction(seed: int
     assert float((x + g(x) - y).abs().max()) <= 1e-9
 
 
+def test_anderson_restarts_cleanly_after_its_residual_grows() -> None:
+    # G(x) = A x + b with A = [[0, 3], [0, 0]] (nilpotent, fixed point (3, 1)): from x = 0 the first
+    # plain step triples the residual, so Anderson drops the sample's history and its next step
+    # solves with an all-zero Gram matrix; that step must be a plain one, not a NaN
+    a = torch.tensor([[0.0, 3.0], [0.0, 0.0]])
+    b = torch.tensor([0.0, 1.0])
+    x, stats = solve_fixed_point(lambda v: v @ a.T + b, torch.zeros(1, 2), tol=1e-6, max_iter=10, method="anderson")
+    assert stats.all_converged, stats
+    assert torch.allclose(x, torch.tensor([[3.0, 1.0]]))
+
+
+@pytest.mark.parametrize("method", ["plain", "anderson"])
+def test_a_nan_residual_is_never_reported_as_converged(method: str) -> None:
+    y = torch.tensor([[1.0, 2.0], [float("nan"), 0.0]])
+    x, stats = solve_fixed_point(lambda v: y - 0.5 * torch.tanh(v), y, tol=1e-6, max_iter=50, method=method)  # type: ignore[arg-type]
+    assert stats.converged.tolist() == [True, False]
+    assert bool(torch.isfinite(x[0]).all())
+
+
 def test_an_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="'plain' or 'anderson'"):
         solve_fixed_point(lambda v: v, torch.zeros(1, 1), tol=1e-6, max_iter=3, method="newton")  # type: ignore[arg-type]

@@ -95,7 +95,7 @@ def _plain(step: Callable[[Tensor], Tensor], x: Tensor, tol: float, max_iter: in
         change = torch.where(active, residual, change)
         x = torch.where(active.view(mask_shape), new, x)
         iterations += active.long()
-        active = active & (residual > tol)
+        active = active & ~(residual <= tol)  # a NaN residual never counts as converged
         if not bool(active.any()):
             break
     return x, _stats(iterations, active, change, tol, max_iter)
@@ -110,7 +110,7 @@ def _anderson(
     f = (gx - x).reshape(b, -1)
     change = f.abs().amax(dim=1)
     iterations = torch.ones(b, dtype=torch.long, device=x.device)
-    active = change > tol
+    active = ~(change <= tol)  # NaN stays active (never converged)
     solution = gx.clone()
     # history of differences ΔF (residuals) and ΔG (values), [B, D] each, oldest first
     delta_f: list[Tensor] = []
@@ -123,7 +123,10 @@ def _anderson(
             dF = torch.stack(delta_f, dim=2).double()  # [B, D, m]
             dG = torch.stack(delta_g, dim=2).double()
             gram = dF.transpose(1, 2) @ dF  # [B, m, m]
-            scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-300)
+            # a sample whose history was all reset (a restart) has a zero Gram matrix: the floor keeps
+            # the ridge a normal float (1e-10 · 1e-300 would be subnormal, the solve would give NaN),
+            # so its γ is 0 and its step is plain
+            scale = gram.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-30)
             eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
             gram = gram + (1e-10 * scale)[:, None, None] * eye
             gamma = torch.linalg.solve(gram, dF.transpose(1, 2) @ f.double().unsqueeze(2))
@@ -152,7 +155,7 @@ def _anderson(
         f = torch.where(active.view(column), f_new, f)
         change = torch.where(active, residual, change)
         solution = torch.where(moving, g_new, solution)
-        active = active & (residual > tol)
+        active = active & ~(residual <= tol)  # a NaN residual never counts as converged
     return solution, _stats(iterations, active, change, tol, max_iter)
 
 
