@@ -18,8 +18,8 @@ rest of the batch goes on) or after ``max_iter`` evaluations:
 
   solved per sample in float64 with a small Tikhonov term. On a linear map it is a Krylov method
   (GMRES on :math:`(I + J_g)x = y` while the memory lasts), so its rate depends on the spread of
-  :math:`J_g`'s spectrum rather than its radius alone; on trained MNIST blocks it needs about half the
-  iterations of ``"plain"`` (``bench/iresnet_inverse.py``). A sample whose residual grows drops its
+  :math:`J_g`'s spectrum rather than its radius alone; on trained MNIST blocks it needs 40–60% fewer
+  iterations than ``"plain"`` (``bench/iresnet_inverse.py``). A sample whose residual grows drops its
   history and takes a plain step (a restart), which keeps the iteration safe far from the solution.
 
 Returned with :class:`FixedPointStats`: per-sample iterations and convergence.
