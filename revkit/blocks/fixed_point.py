@@ -79,6 +79,11 @@ def _residual(gx: Tensor, x: Tensor) -> Tensor:
     return (gx - x).abs().reshape(x.shape[0], -1).amax(dim=1)
 
 
+def _unconverged(residual: Tensor, tol: float) -> Tensor:
+    """``residual > tol`` per sample, with a NaN residual counted as not converged."""
+    return ~(residual <= tol)
+
+
 def _stats(iterations: Tensor, active: Tensor, change: Tensor, tol: float, max_iter: int) -> FixedPointStats:
     return FixedPointStats(iterations, ~active, float(change.max()) if change.numel() else 0.0, tol, max_iter)
 
@@ -95,7 +100,7 @@ def _plain(step: Callable[[Tensor], Tensor], x: Tensor, tol: float, max_iter: in
         change = torch.where(active, residual, change)
         x = torch.where(active.view(mask_shape), new, x)
         iterations += active.long()
-        active = active & ~(residual <= tol)  # a NaN residual never counts as converged
+        active = active & _unconverged(residual, tol)
         if not bool(active.any()):
             break
     return x, _stats(iterations, active, change, tol, max_iter)
@@ -110,7 +115,7 @@ def _anderson(
     f = (gx - x).reshape(b, -1)
     change = f.abs().amax(dim=1)
     iterations = torch.ones(b, dtype=torch.long, device=x.device)
-    active = ~(change <= tol)  # NaN stays active (never converged)
+    active = _unconverged(change, tol)
     solution = gx.clone()
     # history of differences ΔF (residuals) and ΔG (values), [B, D] each, oldest first
     delta_f: list[Tensor] = []
@@ -155,7 +160,7 @@ def _anderson(
         f = torch.where(active.view(column), f_new, f)
         change = torch.where(active, residual, change)
         solution = torch.where(moving, g_new, solution)
-        active = active & ~(residual <= tol)  # a NaN residual never counts as converged
+        active = active & _unconverged(residual, tol)
     return solution, _stats(iterations, active, change, tol, max_iter)
 
 
