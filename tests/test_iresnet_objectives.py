@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -13,7 +14,11 @@ from revkit.blocks.iresnet import IResNet
 from revkit.blocks.reshape import Flatten
 from revkit.data.base import DataInfo
 from revkit.errors import RevkitError
-from revkit.eval.fixed_point import inverse_report, iterative_blocks
+from revkit.eval.fixed_point import (
+    inverse_report,
+    iterative_blocks,
+    merge_inverse_reports,
+)
 from revkit.flow import Flow
 from revkit.objectives.classifier import Classifier, skipping_logdet_estimates
 from revkit.plugins import get_registries
@@ -118,6 +123,29 @@ def test_the_inverse_report_counts_every_inversion() -> None:
     assert len(report["per_block_max_iterations"]) == 2
     assert 1 <= report["mean_iterations"] <= report["max_iterations"]
     assert flow.training  # the mode is restored
+
+
+def test_the_inverse_reports_of_two_batches_merge_into_the_report_of_their_union() -> None:
+    flow = _flow((1, 4, 4), inverse_tol=1e-4, inverse_max_iter=4)
+    x = torch.rand(9, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = inverse_report(flow, x, threshold=1e-6)
+        merged = merge_inverse_reports([inverse_report(flow, x[:4], threshold=1e-6),
+                                        inverse_report(flow, x[4:], threshold=1e-6)])
+    assert merged["mean_iterations"] == pytest.approx(whole.pop("mean_iterations"))
+    assert merged.pop("mean_iterations") > 1
+    assert merged == whole
+    assert 0 < whole["images_over_threshold"] <= 9  # the cap leaves some images above 1e-6
+
+
+def test_inverse_reports_with_different_thresholds_do_not_merge() -> None:
+    flow = _flow((4,))
+    x = _blobs(3, seed=0)[0]
+    with pytest.raises(ValueError, match="different thresholds"):
+        merge_inverse_reports([inverse_report(flow, x, threshold=1e-4), inverse_report(flow, x, threshold=1e-5)])
+    with pytest.raises(ValueError, match="at least one"):
+        merge_inverse_reports([])
 
 
 def test_the_inverse_report_counts_unconverged_inversions() -> None:
