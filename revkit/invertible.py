@@ -15,6 +15,9 @@ A block is a bijection :math:`f` between per-sample tensors of shape ``input_sha
 ``context`` carries conditioning, a float tensor ``[batch, context_size]`` (for class labels, the
 one-hot code). Blocks that ignore it still accept it.
 
+A block may also record a training-time ``penalty`` (a scalar tensor) in a forward pass in training
+mode; the trainer adds it to the loss of the update that trains the flow (:mod:`revkit.penalties`).
+
 Registered blocks take ``input_shape`` as their first constructor argument and their parameters as
 keywords; the class attribute ``Params`` is the pydantic model that validates those keywords from a
 spec. Blocks that use ``context`` set ``conditional = True`` and accept ``context_size``.
@@ -67,6 +70,9 @@ class Invertible(nn.Module):
     supported_ranks: ClassVar[tuple[int, ...]] = (1, 3)
     #: open interval of valid input values, or None for all reals (the logit block: (0, 1)).
     input_domain: ClassVar[tuple[float, float] | None] = None
+    #: a scalar the last training-mode forward pass asks the trainer to add to the loss, with its
+    #: graph (:mod:`revkit.penalties`); None when the block has none.
+    penalty: Tensor | None = None
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from revkit.errors import RevkitError
+from revkit.penalties import clear_penalties, with_penalties
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -102,14 +103,19 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
 class StepModule(nn.Module):
     """The flow and the objective as one module whose ``forward`` is one update's losses, so
-    ``DistributedDataParallel`` sees every parameter of every group and averages their gradients."""
+    ``DistributedDataParallel`` sees every parameter of every group and averages their gradients.
+    The ``"model"`` update's loss includes the penalties the flow's blocks recorded in that pass
+    (:mod:`revkit.penalties`)."""
 
     def __init__(self, flow: nn.Module, objective: nn.Module):
         super().__init__()
         self.flow, self.objective = flow, objective
 
     def forward(self, batch: Any, update: str) -> Any:
-        return self.objective.losses(self.flow, batch, update=update)
+        if update != "model":  # only the update that trains the flow pays its blocks' penalties
+            return self.objective.losses(self.flow, batch, update=update)
+        clear_penalties(self.flow)
+        return with_penalties(self.objective.losses(self.flow, batch, update=update), self.flow)
 
 
 class Distributed:
