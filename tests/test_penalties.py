@@ -53,7 +53,7 @@ def test_the_jacobian_penalty_averages_to_gamma_times_the_mean_squared_singular_
         torch.manual_seed(seed)
         block(x)
         assert block.penalty is not None and block.penalty.dim() == 0
-        draws.append(float(block.penalty))
+        draws.append(float(block.penalty.detach()))
     mean, stderr = sum(draws) / len(draws), float(torch.tensor(draws).std()) / math.sqrt(len(draws))
     assert abs(mean - truth) <= 3 * stderr, (mean, truth, stderr)
     assert truth > 0.01  # not a vanishing Jacobian
@@ -67,12 +67,12 @@ def test_the_penalty_is_estimated_on_the_first_samples_of_the_batch() -> None:
     for batch in (x, other):
         torch.manual_seed(0)
         block(batch)
-        values.append(float(block.penalty))  # type: ignore[arg-type]
+        values.append(float(block.penalty.detach()))  # type: ignore[union-attr]
     assert values[0] == values[1]
     torch.manual_seed(0)
     block.jacobian_penalty_samples = 0
     block(other)
-    assert float(block.penalty) != values[0]  # type: ignore[arg-type]
+    assert float(block.penalty.detach()) != values[0]  # type: ignore[union-attr]
 
 
 def test_the_penalty_is_differentiable_in_the_weights_and_pulls_the_jacobian_down() -> None:
@@ -123,9 +123,11 @@ def test_the_model_update_adds_the_recorded_penalties_to_the_loss_and_logs_them(
     batch = (torch.randn(16, 2, generator=torch.Generator().manual_seed(2)), torch.zeros(16, dtype=torch.long))
     out = StepModule(flow, objective)(batch, "model")
     recorded = total_penalty(flow)
-    assert recorded is not None and float(recorded) > 0
-    assert float(out.loss) == pytest.approx(float(objective.last.loss) + float(recorded), rel=1e-6)
-    assert out.metrics == {"nll": 1.0, "penalty": pytest.approx(float(recorded))}
+    assert recorded is not None and recorded.requires_grad
+    value = float(recorded.detach())
+    assert value > 0
+    assert float(out.loss.detach()) == pytest.approx(float(objective.last.loss.detach()) + value, rel=1e-6)
+    assert out.metrics == {"nll": 1.0, "penalty": pytest.approx(value)}
     assert sum(1 for m in flow.modules() if getattr(m, "penalty", None) is not None) == 2
 
 
@@ -173,7 +175,7 @@ def test_training_with_the_penalty_leaves_a_smaller_jacobian() -> None:
         for block in (b for b in flow.modules() if isinstance(b, IResNet)):  # in encoding order
             with torch.no_grad():
                 weights = [w.detach() for w in block.weights()]
-            total += float(_frobenius(block, h, weights).mean())
+            total += float(_frobenius(block, h, weights).mean().detach())
             with torch.no_grad():
                 h = block(h)[0]
         results[gamma] = total
