@@ -76,7 +76,8 @@ def main() -> None:
                     )
                 hist = " ".join(f"{k}:{v}" for k, v in report["iterations_histogram"].items())
                 name = f"anderson({memory})" if method == "anderson" else method
-                print(f"{name:>11} {cap:>4} {tol:>7.0e} {report['max_error']:>10.2e} {report['images_over_threshold']:>6} {report['unconverged']:>7} "
+                print(f"{name:>11} {cap:>4} {tol:>7.0e} {report['max_error']:>10.2e} "
+                      f"{report['images_over_threshold']:>6} {report['unconverged']:>7} "
                       f"{report['mean_iterations']:>8.2f}  {hist}", flush=True)
 
 

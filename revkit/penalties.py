@@ -30,12 +30,7 @@ def total_penalty(module: nn.Module) -> Tensor | None:
     """The sum of the penalties ``module``'s submodules recorded since :func:`clear_penalties`, or
     None when none did."""
     found = [p for m in module.modules() if (p := getattr(m, "penalty", None)) is not None]
-    if not found:
-        return None
-    total = found[0]
-    for p in found[1:]:
-        total = total + p
-    return total
+    return sum(found[1:], start=found[0]) if found else None
 
 
 def with_penalties(out: Losses, module: nn.Module) -> Losses:

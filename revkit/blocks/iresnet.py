@@ -64,7 +64,7 @@ from revkit.blocks.logdet_estimators import (
 )
 from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.blocks.spectral import SpectralNormalized
-from revkit.invertible import BlockParams, Invertible, Shape, numel
+from revkit.invertible import BlockParams, Invertible, Shape, numel, sum_except_batch
 
 LogdetKind = Literal["series", "roulette", "exact"]
 
@@ -205,8 +205,8 @@ class IResNet(Invertible):
         xs = x[:n].detach().requires_grad_(True)
         with torch.enable_grad():
             gx = self.g(xs, weights)
-            (w,) = torch.autograd.grad(gx, xs, torch.randn_like(gx), create_graph=True)
-        return w.pow(2).reshape(w.shape[0], -1).sum(dim=1).mean() / numel(self.input_shape)
+            (w,) = torch.autograd.grad(gx, xs, draw_probe(gx, "gaussian"), create_graph=True)
+        return sum_except_batch(w * w).mean() / numel(self.input_shape)
 
     def lipschitz_bound(self) -> float:
         r"""The estimated bound :math:`\prod_i \min(\hat σ_i, c)` on :math:`\mathrm{Lip}(g)`."""
