@@ -23,15 +23,12 @@ from pathlib import Path
 
 import torch
 
-from revkit.build import build
-from revkit.data.loaders import make_loaders
+from revkit import load_run
 from revkit.eval.fixed_point import (
     inverse_report,
     iterative_blocks,
     merge_inverse_reports,
 )
-from revkit.spec import load_spec
-from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 
 
 def main() -> None:
@@ -46,17 +43,14 @@ def main() -> None:
     images.add_argument("--all", action="store_true", help="every image of the test set, batch by batch")
     parser.add_argument("--threshold", type=float, default=1e-4, help="per-image error counted in 'over'")
     args = parser.parse_args()
-    spec = load_spec(args.run_dir / "spec.toml")
-    built = build(spec)
-    state = load_checkpoint(latest_checkpoint(args.run_dir / CHECKPOINT_DIR))
-    built.flow.load_state_dict(state["flow"])
-    _, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
+    run = load_run(args.run_dir, device="cpu")
+    _, test_loader, _ = run.loaders()
     if args.all:
         batches = [(b[0], b[1]) for b in test_loader]
     else:
         x, y = next(iter(test_loader))[:2]
         batches = [(x[: args.images], y[: args.images])]
-    blocks = iterative_blocks(built.flow)
+    blocks = iterative_blocks(run.model)
     n_images = sum(x.shape[0] for x, _ in batches)
     print(f"{args.run_dir}: step {state['step']}, {len(blocks)} iterative blocks, {n_images} test images")
     print(f"{'method':>11} {'cap':>4} {'tol':>7} {'max error':>10} {'over':>6} {'at cap':>7} {'mean it':>8}  "
@@ -72,7 +66,7 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # counted in the table instead
                     report = merge_inverse_reports(
-                        [inverse_report(built.flow, x, y, threshold=args.threshold) for x, y in batches]
+                        [inverse_report(run.model, x, y, threshold=args.threshold) for x, y in batches]
                     )
                 hist = " ".join(f"{k}:{v}" for k, v in report["iterations_histogram"].items())
                 name = f"anderson({memory})" if method == "anderson" else method

@@ -46,7 +46,7 @@ from common import (  # noqa: E402
     time_calls,
 )
 
-from revkit.build import build_flow  # noqa: E402
+from revkit.build import build_model  # noqa: E402
 from revkit.data.base import DataInfo  # noqa: E402
 from revkit.flow import Flow  # noqa: E402
 from revkit.invertible import Invertible  # noqa: E402
@@ -78,7 +78,7 @@ def make_flow(mode: str, depth: int, shape: tuple[int, ...], hidden: int) -> Flo
     }
     spec = load_spec_dict(doc)
     info = DataInfo(shape=shape, classes=0, levels=256, name="synthetic")
-    flow = build_flow(spec, info)
+    flow = build_model(spec, info)
     if mode == "checkpoint":
         layers = flow.net.layers
         for i in range(1, len(layers)):

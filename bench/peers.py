@@ -38,7 +38,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Timing, dump, machine, table  # noqa: E402
 
-from revkit.build import build_flow  # noqa: E402
+from revkit.build import build_model  # noqa: E402
 from revkit.data.base import DataInfo  # noqa: E402
 from revkit.spec import load_spec_dict  # noqa: E402
 
@@ -74,7 +74,7 @@ class Model:
 def revkit_model(features: int, couplings: int, hidden: int, memory_saving: bool = False) -> Model:
     doc = {"model": {"layers": [{"block": "affine_coupling", "repeat": couplings, "hidden": hidden}]},
            "data": {"kind": "mnist"}, "train": {"memory_saving": memory_saving}}
-    flow = build_flow(load_spec_dict(doc), DataInfo(shape=(features,), classes=0, levels=None, name="vectors"))
+    flow = build_model(load_spec_dict(doc), DataInfo(shape=(features,), classes=0, levels=None, name="vectors"))
     return Model(flow, lambda x: -flow.log_prob(x).mean(), lambda n: flow.sample(n))
 
 
@@ -137,7 +137,7 @@ class ContextFreeConv(nn.Module):
 def revkit_images(couplings: int, hidden: int, memory_saving: bool = False) -> Model:
     doc = {"model": {"layers": [{"block": "squeeze"}, {"block": "glow_step", "repeat": couplings, "hidden": hidden}]},
            "data": {"kind": "mnist"}, "train": {"memory_saving": memory_saving}}
-    flow = build_flow(load_spec_dict(doc), DataInfo(shape=IMAGE, classes=0, levels=None, name="images"))
+    flow = build_model(load_spec_dict(doc), DataInfo(shape=IMAGE, classes=0, levels=None, name="images"))
     return Model(flow, lambda x: -flow.log_prob(x).mean(), lambda n: flow.sample(n))
 
 

@@ -62,7 +62,7 @@ def measure(spec_name: str, batch: int, mode: str, args: argparse.Namespace) -> 
     torch.manual_seed(0)
     built = build(spec)
     loader = synthetic_loader(built.info, batch, batches=4)
-    trainer = Trainer(built.flow, built.objective, loader, spec.train)
+    trainer = Trainer(built.model, built.objective, loader, spec.train)
     trainer.initialize()
     device = trainer.device
     batch_data = [t.to(device) for t in next(iter(loader))]

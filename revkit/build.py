@@ -1,5 +1,5 @@
-"""From a validated :class:`~revkit.spec.Spec` to a :class:`~revkit.Flow`, its prior, the
-objective and the data source.
+"""From a validated :class:`~revkit.spec.Spec` to a model (of the registered kind ``model.kind``),
+its prior, the objective and the data source.
 
 Shapes are tracked per sample (no batch dimension) from the data's shape through each block's
 ``output_shape``, so a wrong architecture fails here — as a :class:`~revkit.errors.SpecError` at
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from revkit.data.base import DataInfo, DataSource, default_root
 from revkit.data.loaders import padded_info
 from revkit.errors import RevkitError, ShapeError, SpecError
-from revkit.flow import Flow
 from revkit.invertible import Invertible, Shape
+from revkit.model import Model
 from revkit.objectives.base import Objective
 from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
@@ -31,9 +31,6 @@ from revkit.sequential import Sequential
 from revkit.spec.components import registry_for, unknown_component
 from revkit.spec.errors import Loc, format_path
 from revkit.spec.models import ComponentSpec, LayerSpec, Spec
-
-if TYPE_CHECKING:
-    from revkit.vae.model import VAE
 
 #: errors a component's constructor may raise for parameters or shapes it cannot take.
 CONSTRUCTION_ERRORS = (RevkitError, ShapeError, ValueError)
@@ -52,10 +49,10 @@ def too_large(what: str, exc: BaseException) -> str:
 
 @dataclass
 class Built:
-    """Everything a spec describes, ready to train: the flow (with its prior attached), the
+    """Everything a spec describes, ready to train: the model (with its prior attached), the
     objective (already ``setup``), the data source and the data's info (after ``data.pad``)."""
 
-    flow: Flow | VAE
+    model: Model
     objective: Objective
     source: DataSource
     info: DataInfo
@@ -71,7 +68,7 @@ class PlannedLayer:
     name: str
     component: Any
     kwargs: dict[str, Any]
-    #: the TOML path of the layer list (``model.vae.posterior_flow`` for a VAE's flow).
+    #: the TOML path of the layer list (a model kind's own list, e.g. ``model.<kind>.<list>``).
     path: Loc = ("model", "layers")
     #: run this layer with memory-saving execution, and the spec key that asked for it.
     memory_saving: bool = False
@@ -262,35 +259,24 @@ def build_prior(spec: Spec, latent_shape: Shape, info: DataInfo, registries: Reg
                                  f"{fmt_shape(latent_shape)} (data '{info.name}' has {labels}): {exc}") from exc
 
 
-def build_flow(spec: Spec, info: DataInfo, registries: Registries | None = None) -> Flow | VAE:
-    """The flow of ``[model]`` on the data's shape, with the ``[prior]`` on its latent attached;
-    for ``model.kind = "vae"`` the VAE of ``[model.vae]`` (:func:`revkit.vae.build.build_vae`)."""
+def build_model(spec: Spec, info: DataInfo, registries: Registries | None = None) -> Model:
+    """The model of ``[model]`` on the data's shape: the registered kind ``model.kind`` builds it
+    (:class:`revkit.model.ModelKind`)."""
     regs = registries if registries is not None else get_registries()
-    shape = check_input_shape(spec, info)
-    if spec.model.kind == "vae":
-        from revkit.vae.build import build_vae
-
-        return build_vae(spec, info, regs)
-    if spec.model.conditional and info.classes < 1:
-        raise SpecError("model.conditional", f"a conditional model needs class labels, but data source "
-                                             f"'{info.name}' has none; set model.conditional = false")
-    context_size = info.classes if spec.model.conditional else 0
-    net = build_chain(plan_layers(spec, regs), shape, context_size)
-    latent = net.output_shape(shape)
-    prior = build_prior(spec, latent, info, regs)
-    try:
-        return Flow(net, shape, prior=prior, classes=info.classes, conditional=spec.model.conditional)
-    except RevkitError as exc:
-        raise SpecError("prior", str(exc)) from exc
+    kind = regs.models.get(spec.model.kind)
+    if kind is None:
+        raise SpecError("model.kind", f"unknown model kind '{spec.model.kind}'; installed model kinds: "
+                                      f"{', '.join(repr(n) for n in regs.models.names()) or '(none)'}")
+    return kind.build(spec, info, regs)
 
 
-def build_objective(spec: Spec, flow: Flow | VAE, info: DataInfo, registries: Registries | None = None) -> Objective:
-    """``Objective(**params)``, then ``objective.setup(flow, info)``."""
+def build_objective(spec: Spec, model: Model, info: DataInfo, registries: Registries | None = None) -> Objective:
+    """``Objective(**params)``, then ``objective.setup(model, info)``."""
     regs = registries if registries is not None else get_registries()
     cls = _component(type(spec.objective), spec.objective, regs, ("objective",))
     try:
         objective = cls(**spec.objective.kwargs())
-        objective.setup(flow, info)
+        objective.setup(model, info)
     except (MemoryError, RuntimeError) as exc:
         if not allocation_failure(exc):
             raise
@@ -301,10 +287,10 @@ def build_objective(spec: Spec, flow: Flow | VAE, info: DataInfo, registries: Re
 
 
 def build(spec: Spec, registries: Registries | None = None) -> Built:
-    """Data source, flow (with prior) and objective of a spec, without reading data files."""
+    """Data source, model (with prior) and objective of a spec, without reading data files."""
     regs = registries if registries is not None else get_registries()
     source = build_data(spec, regs)
     info = data_info(spec, source)
-    flow = build_flow(spec, info, regs)
-    objective = build_objective(spec, flow, info, regs)
-    return Built(flow=flow, objective=objective, source=source, info=info)
+    model = build_model(spec, info, regs)
+    objective = build_objective(spec, model, info, regs)
+    return Built(model=model, objective=objective, source=source, info=info)

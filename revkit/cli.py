@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from revkit import __version__
+from revkit.version import __version__
 from revkit.errors import RevkitError
 
 EXIT_USER_ERROR = 2
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from revkit.train.distributed import env_rank
     from revkit.train.interrupt import SIGNALS, exit_code
     from revkit.train.launch import launch
-    from revkit.train.run import run_spec
+    from revkit.runs.run import run_spec
 
     path = resolve_spec(args.spec)
     spec = load_spec(path, args.overrides)
@@ -79,9 +79,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from revkit.summary import fmt_shape, parameter_count
 
     built = build(load_spec(resolve_spec(args.spec), args.overrides))
-    count = parameter_count(built.flow) + parameter_count(built.objective)
-    print(f"ok: {count:,} parameters, latent shape {fmt_shape(built.flow.latent_shape)} "
-          f"(input {fmt_shape(built.flow.input_shape)})")
+    count = parameter_count(built.model) + parameter_count(built.objective)
+    print(f"ok: {count:,} parameters, latent shape {fmt_shape(built.model.latent_shape)} "
+          f"(input {fmt_shape(built.model.input_shape)})")
     return 0
 
 
@@ -92,7 +92,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from revkit.summary import render_inspect
 
     built = build(load_spec(resolve_spec(args.spec), args.overrides))
-    print(render_inspect(built.flow))
+    print(render_inspect(built.model))
     return 0
 
 
@@ -134,7 +134,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from revkit.eval.sample_run import sample_run
+    from revkit.runs.sample import sample_run
 
     path = sample_run(Path(args.run_dir), n=args.n, temperature=args.temperature,
                       out=None if args.out is None else Path(args.out), device=args.device, seed=args.seed)
@@ -146,7 +146,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from revkit.eval.compare import compare
+    from revkit.runs.compare import compare
 
     print(compare(args.run_dirs, markdown=args.markdown), end="")
     return 0
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("compare", help="a table of VAE runs: model, K, ELBO, −log p(x|z), IWAE −log p(x)")
+    p = sub.add_parser("compare", help="a table of finished runs of any kind: model, objective and every metric they have")
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished run folders")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)

@@ -19,12 +19,16 @@ from torch import Tensor
 
 from revkit.errors import RevkitError
 from revkit.invertible import Invertible, Shape
+from revkit.model import Model
 from revkit.priors.base import Prior
+from revkit.runtime.device import module_device, module_dtype
 from revkit.sequential import Sequential
+from revkit.summary import chain_rows, describe, fmt_shape, parameter_count, render_table
 
 
-class Flow(Invertible):
-    """An invertible network with a prior: ``encode``, ``decode``, ``log_prob``, ``sample``.
+class Flow(Invertible, Model):
+    """An invertible network with a prior: ``encode``, ``decode``, ``log_prob``, ``sample`` (the
+    model kind ``"flow"``; :class:`~revkit.model.Model` is the contract).
 
     Args:
         layers: the blocks in data → latent order (a :class:`Sequential` or an iterable of
@@ -90,7 +94,7 @@ class Flow(Invertible):
             return None
         if y is None:
             raise RevkitError("this flow is class-conditional: pass the labels y")
-        return F.one_hot(y.long(), self.classes).to(self._dtype())
+        return F.one_hot(y.long(), self.classes).to(module_dtype(self))
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Data ``[B, *input_shape]`` → latent ``[B, *latent_shape]``."""
@@ -112,27 +116,38 @@ class Flow(Invertible):
         conditional model, drawn uniformly when omitted. ``temperature`` scales the prior's std."""
         prior = self._need_prior()
         if y is None and (self.conditional or prior.conditional):
-            y = torch.randint(0, max(self.classes, prior.classes), (n,), device=self._device())
+            y = torch.randint(0, max(self.classes, prior.classes), (n,), device=module_device(self))
         if y is not None:
-            y = torch.as_tensor(y, device=self._device()).long().reshape(-1).expand(n)
+            y = torch.as_tensor(y, device=module_device(self)).long().reshape(-1).expand(n)
         z = prior.rsample(n, y, temperature)
         return self.decode(z, y)
 
     def describe(self) -> str:
         return "Flow"
 
+    # -- the model contract's description ----------------------------------------------------
+    def compile_network(self, backend: str = "inductor") -> None:
+        """Compile the network's forward (training and ``encode``; ``inverse`` stays eager)."""
+        self.net.compile(dynamic=False, backend=backend)
+
+    def graph(self) -> str:
+        return describe(self.net)
+
+    def layer_chain(self) -> tuple[Sequential, Shape]:
+        return self.net, tuple(self.input_shape)
+
+    def summary(self) -> str:
+        net_params = parameter_count(self.net)
+        prior_params = parameter_count(self.prior) if self.prior is not None else 0
+        prior_name = type(self.prior).__name__ if self.prior is not None else "none"
+        table = render_table(
+            chain_rows(self.net, self.input_shape), [(f"prior: {prior_name}", self.latent_shape, prior_params)],
+            f"total parameters: {net_params + prior_params:,} (network {net_params:,}, prior {prior_params:,})")
+        return "\n".join([self.graph(), f"input {fmt_shape(self.input_shape)} → latent {fmt_shape(self.latent_shape)}",
+                          "", table])
+
     # -- helpers -----------------------------------------------------------------------------
     def _need_prior(self) -> Prior:
         if self.prior is None:
             raise RevkitError("this flow has no prior: pass prior= to use log_prob or sample")
         return self.prior
-
-    def _device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
-
-    def _dtype(self) -> torch.dtype:
-        for t in self.parameters():
-            return t.dtype
-        return torch.get_default_dtype()

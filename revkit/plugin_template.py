@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from revkit import __version__
+from revkit.version import __version__
 from revkit.errors import RevkitError
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")

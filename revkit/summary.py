@@ -1,4 +1,7 @@
-"""What ``revkit inspect`` prints: the compact graph and a per-layer table.
+"""What ``revkit inspect`` prints, for any chain of blocks: the compact graph and a per-layer table.
+
+Each model kind composes its own summary from these pieces (:meth:`revkit.model.Model.summary`);
+nothing here knows a kind.
 
 The compact graph is the form the paper uses, with consecutive equal blocks merged and a
 factor-out block's continuation read inline::
@@ -13,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
-from revkit.flow import Flow
 from revkit.invertible import Invertible, Shape
 from revkit.sequential import Sequential
 
@@ -63,11 +66,10 @@ def _is_plain_chain(block: Invertible) -> bool:
 
 def _blocks(chain: Invertible) -> Iterator[Invertible]:
     """The blocks of a chain in order, reading :class:`Sequential` and continuations inline."""
-    members = _chain_and_input(chain)[0]
-    if not isinstance(members, Sequential):
-        yield members
+    if not isinstance(chain, Sequential):
+        yield chain
         return
-    for block in members:
+    for block in chain:
         if _is_plain_chain(block):
             yield from _blocks(block)
             continue
@@ -77,10 +79,13 @@ def _blocks(chain: Invertible) -> Iterator[Invertible]:
             yield from _blocks(then)
 
 
-def describe(flow: Invertible) -> str:
-    """The compact graph: ``Squeeze → 4×AffineCoupling(64) → Split → …``."""
+def describe(chain: Invertible) -> str:
+    """The compact graph of a chain of blocks (or of a model's :meth:`~revkit.model.Model.layer_chain`):
+    ``Squeeze → 4×AffineCoupling(64) → Split → …``."""
+    if callable(getattr(chain, "layer_chain", None)):
+        chain = chain.layer_chain()[0]
     runs: list[list[object]] = []
-    for block in _blocks(flow):
+    for block in _blocks(chain):
         text = block.describe()
         if runs and runs[-1][0] == text:
             runs[-1][1] = int(runs[-1][1]) + 1  # type: ignore[call-overload]
@@ -114,23 +119,15 @@ def _rows(chain: Sequential, shape: Shape, depth: int, start: int) -> list[Layer
     return rows
 
 
-def _chain_and_input(model: nn.Module) -> tuple[nn.Module, Shape]:
-    """The chain of blocks to list and its input shape: a flow's network on the data's shape, a VAE's
-    posterior flow on the latent's; any other module is its own chain."""
-    if isinstance(model, Flow):
-        return model.net, tuple(model.input_shape)
-    from revkit.vae.model import VAE
-
-    if isinstance(model, VAE):
-        return model.posterior_flow, tuple(model.latent_shape)
-    return model, tuple(getattr(model, "input_shape", ()))
+def chain_rows(chain: Sequential, shape: Shape) -> list[LayerRow]:
+    """One :class:`LayerRow` per block of ``chain`` on per-sample input ``shape``, in data → latent order."""
+    return _rows(chain, tuple(shape), 0, 0)
 
 
-def layer_table(flow: Flow) -> list[LayerRow]:
-    """One :class:`LayerRow` per block of ``flow`` (of a VAE's posterior flow), in data → latent order."""
-    chain, shape = _chain_and_input(flow)
-    assert isinstance(chain, Sequential)
-    return _rows(chain, shape, 0, 0)
+def layer_table(model: Any) -> list[LayerRow]:
+    """The rows of a model's per-layer table (:meth:`revkit.model.Model.layer_chain`)."""
+    chain, shape = model.layer_chain()
+    return chain_rows(chain, shape)
 
 
 def fmt_shape(shape: Shape | None) -> str:
@@ -138,9 +135,9 @@ def fmt_shape(shape: Shape | None) -> str:
     return "—" if shape is None else "×".join(str(int(s)) for s in shape)
 
 
-def render_table(flow: Flow) -> str:
-    """The per-layer table with totals, as ``revkit inspect`` prints it."""
-    rows = layer_table(flow)
+def render_table(rows: list[LayerRow], extra: list[tuple[str, Shape | None, int]], total: str) -> str:
+    """The per-layer table: ``rows``, then ``extra`` rows ``(label, shape, parameters)`` (a prior),
+    then the line ``total``."""
     header = ("#", "layer", "input", "output", "params")
     body = []
     for row in rows:
@@ -149,33 +146,18 @@ def render_table(flow: Flow) -> str:
         if row.factored_shape is not None:
             out += f" (+{fmt_shape(row.factored_shape)} out)"
         body.append((str(row.index), name, fmt_shape(row.input_shape), out, f"{row.parameters:,}"))
-    net_params = parameter_count(flow.net)
-    prior_params = parameter_count(flow.prior) if flow.prior is not None else 0
-    prior_name = type(flow.prior).__name__ if flow.prior is not None else "none"
-    body.append(("", f"prior: {prior_name}", fmt_shape(flow.latent_shape), "", f"{prior_params:,}"))
+    for label, shape, params in extra:
+        body.append(("", label, fmt_shape(shape), "", f"{params:,}"))
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     right = {0, 4}
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    lines = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in body)]
-    lines.append(f"total parameters: {net_params + prior_params:,} (network {net_params:,}, prior {prior_params:,})")
+    lines = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in body), total]
     return "\n".join(lines)
 
 
-def render_inspect(flow: Flow) -> str:
-    """The compact graph, the latent shape and the per-layer table (for a VAE, its posterior flow's:
-    :func:`revkit.vae.summary.render_vae`)."""
-    from revkit.vae.model import VAE
-
-    if isinstance(flow, VAE):
-        from revkit.vae.summary import render_vae
-
-        return render_vae(flow)
-    return "\n".join([
-        describe(flow),
-        f"input {fmt_shape(flow.input_shape)} → latent {fmt_shape(flow.latent_shape)}",
-        "",
-        render_table(flow),
-    ])
+def render_inspect(model: Any) -> str:
+    """What ``revkit inspect`` prints for a model: its own :meth:`~revkit.model.Model.summary`."""
+    return str(model.summary())

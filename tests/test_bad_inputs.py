@@ -36,8 +36,8 @@ import torch
 from revkit.build import build
 from revkit.cli import main
 from revkit.spec import load_spec, load_spec_dict
-from revkit.train.checkpoint import CHECKPOINT_DIR, LATEST, checkpoint_name, save_checkpoint
-from revkit.train.rundir import SPEC_FILE
+from revkit.runs.checkpoint import LATEST, checkpoint_name, save_checkpoint
+from revkit.runs.folder import CHECKPOINT_DIR, SPEC_FILE
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES: list[dict[str, Any]] = tomllib.loads((CORPUS / "cases.toml").read_text(encoding="utf-8"))["case"]
@@ -71,7 +71,7 @@ def checkpoint_state(spec_path: Path, overrides: tuple[str, ...] = (), spec_text
     built = build(spec)
     loader, _, _ = make_loaders(spec.data, built.source, seed=0)
     stored = spec if spec_text_from is None else load_spec(spec_text_from)
-    trainer = Trainer(built.flow, built.objective, loader, spec.train, spec_text=stored.to_toml())
+    trainer = Trainer(built.model, built.objective, loader, spec.train, spec_text=stored.to_toml())
     trainer.step = STEP
     return trainer.state_dict()
 
@@ -262,7 +262,7 @@ def test_the_good_run_folder_samples_so_the_broken_ones_fail_for_their_breakage(
 @pytest.mark.parametrize("how", ["pickle", "torch_pickle"])
 def test_loading_a_checkpoint_never_runs_code_from_it(how: str, tmp_path: Path) -> None:
     from revkit.errors import CheckpointError
-    from revkit.train.checkpoint import load_checkpoint
+    from revkit.runs.checkpoint import load_checkpoint
 
     marker = tmp_path / "marker"
     path = tmp_path / "step-000001.pt"

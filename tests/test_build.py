@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from revkit.blocks.split import Split
-from revkit.build import Built, build, build_data, build_flow, data_info, plan_layers
+from revkit.build import Built, build, build_data, build_model, data_info, plan_layers
 from revkit.data.base import DataInfo, DataParams, DataSource
 from revkit.errors import RevkitError, ShapeError, SpecError
 from revkit.invertible import BlockParams, Invertible, Shape, check_rank, sum_except_batch
@@ -252,20 +252,20 @@ def build_error(layers: list[dict[str, Any]], data: dict[str, Any] | None = None
 def test_build_returns_a_flow_with_prior_objective_and_source():
     out = built([{"block": "halve"}, {"block": "shift_coupling", "repeat": 2}], objective={"weight": 2.0})
     assert out.info == DataInfo((1, 8, 8), 10, 256, "build_pictures")
-    assert out.flow.input_shape == (1, 8, 8) and out.flow.latent_shape == (4, 4, 4)
-    assert isinstance(out.flow.prior, Normal) and out.flow.prior.shape == (4, 4, 4)
-    assert out.flow.classes == 10
+    assert out.model.input_shape == (1, 8, 8) and out.model.latent_shape == (4, 4, 4)
+    assert isinstance(out.model.prior, Normal) and out.model.prior.shape == (4, 4, 4)
+    assert out.model.classes == 10
     assert isinstance(out.objective, Nll) and out.objective.weight == 2.0 and out.objective.seen == out.info
     assert isinstance(out.source, Pictures)
     x = torch.rand(3, 1, 8, 8)
-    assert torch.allclose(out.flow.decode(out.flow.encode(x)), x, atol=1e-5)
-    assert out.flow.log_prob(x).shape == (3,)
+    assert torch.allclose(out.model.decode(out.model.encode(x)), x, atol=1e-5)
+    assert out.model.log_prob(x).shape == (3,)
 
 
 def test_repeat_expands_and_alternates_flip_unless_the_spec_sets_it():
     out = built([{"block": "halve"}, {"block": "shift_coupling", "repeat": 4, "hidden": 3},
                  {"block": "shift_coupling", "repeat": 3, "flip": True}])
-    couplings = list(out.flow.net)[1:]
+    couplings = list(out.model.net)[1:]
     assert len(couplings) == 7 and all(isinstance(b, ShiftCoupling) for b in couplings)
     assert [b.flip for b in couplings[:4]] == [False, True, False, True]
     assert [b.hidden for b in couplings[:4]] == [3, 3, 3, 3]
@@ -278,7 +278,7 @@ def test_layers_after_a_split_are_built_on_its_kept_shape_and_attached():
     out = built([{"block": "halve"}, {"block": "shift_coupling", "repeat": 2}, {"block": "split"},
                  {"block": "shift_coupling"}, {"block": "split"}, {"block": "halve"}],
                 data={"kind": "build_pictures", "channels": 1, "size": 8})
-    top = list(out.flow.net)
+    top = list(out.model.net)
     assert [type(b) for b in top] == [Halve, ShiftCoupling, ShiftCoupling, Split]
     first = top[3]
     assert first.input_shape == (4, 4, 4) and first.kept_shape == (2, 4, 4)
@@ -286,20 +286,20 @@ def test_layers_after_a_split_are_built_on_its_kept_shape_and_attached():
     inner = list(first.then)
     assert [type(b) for b in inner] == [ShiftCoupling, Split]
     assert inner[1].kept_shape == (1, 4, 4) and [type(b) for b in inner[1].then] == [Halve]
-    assert out.flow.latent_shape == (64,)
+    assert out.model.latent_shape == (64,)
     x = torch.rand(2, 1, 8, 8)
-    assert torch.allclose(out.flow.decode(out.flow.encode(x)), x, atol=1e-5)
+    assert torch.allclose(out.model.decode(out.model.encode(x)), x, atol=1e-5)
 
 
 def test_the_flow_is_built_on_the_padded_data_shape():
     out = built([{"block": "halve"}], data={"kind": "build_pictures", "size": 6, "pad": 1})
-    assert out.info.shape == (1, 8, 8) and out.flow.latent_shape == (4, 4, 4)
+    assert out.info.shape == (1, 8, 8) and out.model.latent_shape == (4, 4, 4)
 
 
 def test_a_classes_field_left_out_is_filled_from_the_data():
     out = built([{"block": "halve"}], prior={"kind": "class_means"})
-    assert out.flow.prior.classes == 10
-    assert built([{"block": "halve"}], prior={"kind": "class_means", "classes": 12}).flow.prior.classes == 12
+    assert out.model.prior.classes == 10
+    assert built([{"block": "halve"}], prior={"kind": "class_means", "classes": 12}).model.prior.classes == 12
 
 
 def test_fewer_prior_classes_than_the_data_has_labels_is_refused():
@@ -309,9 +309,9 @@ def test_fewer_prior_classes_than_the_data_has_labels_is_refused():
 
 def test_a_conditional_model_gives_conditional_blocks_the_number_of_classes():
     out = built([{"block": "context_shift"}, {"block": "halve"}], model={"conditional": True})
-    assert out.flow.conditional and list(out.flow.net)[0].context_size == 10
+    assert out.model.conditional and list(out.model.net)[0].context_size == 10
     unconditional = built([{"block": "context_shift"}])
-    assert list(unconditional.flow.net)[0].context_size == 0
+    assert list(unconditional.model.net)[0].context_size == 0
 
 
 def test_building_reads_no_data_and_resolves_the_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -353,7 +353,7 @@ def test_input_shape_must_equal_the_data_shape():
                       data={"kind": "build_pictures", "size": 30, "pad": 1})
     assert err.path == "model.input_shape"
     assert "(1, 28, 28)" in err.message and "(1, 32, 32)" in err.message and "data.pad = 1" in err.message
-    assert built([{"block": "halve"}], model={"input_shape": [1, 8, 8]}).flow.input_shape == (1, 8, 8)
+    assert built([{"block": "halve"}], model={"input_shape": [1, 8, 8]}).model.input_shape == (1, 8, 8)
 
 
 def test_padding_vectors_is_an_error_at_data_pad():
@@ -374,7 +374,7 @@ def test_a_conditional_model_on_unlabelled_data_is_an_error():
 def test_a_block_missing_from_the_registries_is_reported():
     spec = spec_of([{"block": "shift_coupling"}], {"kind": "build_points"})
     with pytest.raises(SpecError, match="unknown block 'shift_coupling'") as info:
-        build_flow(spec, data_info(spec, build_data(spec, REGS)), registries=load_registries(entry_points=False))
+        build_model(spec, data_info(spec, build_data(spec, REGS)), registries=load_registries(entry_points=False))
     assert info.value.path == "model.layers[0].block"
 
 
@@ -382,13 +382,13 @@ def test_a_block_missing_from_the_registries_is_reported():
 def test_describe_merges_equal_neighbours_and_reads_through_splits():
     out = built([{"block": "halve"}, {"block": "shift_coupling", "repeat": 4, "hidden": 5}, {"block": "split"},
                  {"block": "shift_coupling", "repeat": 2, "hidden": 5}, {"block": "shift_coupling", "hidden": 6}])
-    assert describe(out.flow) == "Halve → 4×ShiftCoupling(5) → Split → 2×ShiftCoupling(5) → ShiftCoupling(6)"
+    assert describe(out.model) == "Halve → 4×ShiftCoupling(5) → Split → 2×ShiftCoupling(5) → ShiftCoupling(6)"
 
 
 def test_layer_table_has_shapes_and_parameter_counts_per_block():
     out = built([{"block": "halve"}, {"block": "shift_coupling", "repeat": 2, "hidden": 5}, {"block": "split"},
                  {"block": "shift_coupling", "hidden": 5}], prior={"kind": "class_means"})
-    rows = layer_table(out.flow)
+    rows = layer_table(out.model)
     assert [r.index for r in rows] == [0, 1, 2, 3, 4]
     assert [r.depth for r in rows] == [0, 0, 0, 0, 1]
     assert [(r.input_shape, r.output_shape) for r in rows] == [
@@ -398,10 +398,10 @@ def test_layer_table_has_shapes_and_parameter_counts_per_block():
     # a coupling on 4×4×4: Linear(32 → 5) and Linear(5 → 32); on 2×4×4: Linear(16 → 5), Linear(5 → 16)
     assert rows[1].parameters == rows[2].parameters == 32 * 5 + 5 + 5 * 32 + 32
     assert rows[4].parameters == 16 * 5 + 5 + 5 * 16 + 16 and rows[3].parameters == 0
-    assert sum(r.parameters for r in rows) == parameter_count(out.flow.net)
-    text = render_inspect(out.flow)
-    assert text.splitlines()[0] == describe(out.flow)
-    total = parameter_count(out.flow.net) + parameter_count(out.flow.prior)
+    assert sum(r.parameters for r in rows) == parameter_count(out.model.net)
+    text = render_inspect(out.model)
+    assert text.splitlines()[0] == describe(out.model)
+    total = parameter_count(out.model.net) + parameter_count(out.model.prior)
     assert f"total parameters: {total:,}" in text and "ClassMeans" in text and "2×4×4 out" in text
 
 
@@ -418,9 +418,9 @@ def test_every_shipped_spec_validates_and_builds(path: Path):
         pytest.skip(f"{path.name} needs plugin distribution(s) {sorted(set(missing.values()))}")
     spec = load_spec(path, registries=get_registries())
     out = build(spec, registries=get_registries())
-    assert out.flow.latent_shape == out.flow.prior.shape
-    assert describe(out.flow)
-    assert layer_table(out.flow) or getattr(out.flow, "flow_steps", None) == 0  # a plain VAE: no flow layers
+    assert out.model.latent_shape == out.model.prior.shape
+    assert describe(out.model)
+    assert layer_table(out.model) or getattr(out.model, "flow_steps", None) == 0  # a plain VAE: no flow layers
 
 
 def test_the_reference_specs_are_shipped():

@@ -16,10 +16,11 @@ from revkit.blocks.coupling import AffineCoupling
 from revkit.data.base import DataInfo
 from revkit.errors import CheckpointError
 from revkit.flow import Flow
+from revkit.runs.folder import RunFolder
 from revkit.objectives.max_likelihood import MaxLikelihood
 from revkit.priors.diagonal_gaussian import DiagonalGaussian
 from revkit.train import Trainer
-from revkit.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from revkit.runs.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 
 
 def state(step: int, value: float = 0.0) -> dict[str, Any]:
@@ -134,11 +135,11 @@ def make_trainer(run_dir: Path, hidden: int = 16, generator: bool = True, init_s
     data = TensorDataset(x, torch.zeros(100, dtype=torch.long))
     loader = DataLoader(data, batch_size=16, shuffle=True, drop_last=True,
                         generator=torch.Generator() if generator else None)
-    return Trainer(flow, objective, loader, settings(), run_dir=run_dir, progress_stream=io.StringIO())
+    return Trainer(flow, objective, loader, settings(), files=RunFolder(run_dir), progress_stream=io.StringIO())
 
 
 def parameters(trainer: Trainer) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in trainer.flow.parameters()])
+    return torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
 
 
 @pytest.mark.parametrize("generator", [True, False], ids=["loader-with-generator", "loader-without"])

@@ -31,7 +31,7 @@ from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
 from revkit.train.distributed import Distributed, ShardedBatchSampler
 from revkit.train.launch import free_port
-from revkit.train.run import run_spec
+from revkit.runs.run import run_spec
 
 TOLERANCE = 1e-5  # the DDP equivalence tolerance docs/robustness.md quotes
 WORLD = 2
@@ -74,7 +74,7 @@ def likelihood_trainer(dist: Distributed | None = None) -> Trainer:
 def saving_likelihood_trainer(dist: Distributed | None = None) -> Trainer:
     """:func:`likelihood_trainer` with every block in memory-saving execution."""
     trainer = likelihood_trainer(dist)
-    trainer.flow.net.set_memory_saving(True)
+    trainer.model.net.set_memory_saving(True)
     return trainer
 
 
@@ -103,7 +103,7 @@ def transport_trainer(dist: Distributed | None = None) -> Trainer:
 
 
 def state_of(trainer: Trainer) -> dict[str, Any]:
-    return {"flow": {k: v.clone() for k, v in trainer.flow.state_dict().items()},
+    return {"flow": {k: v.clone() for k, v in trainer.model.state_dict().items()},
             "objective": {k: v.clone() for k, v in trainer.objective.state_dict().items()},
             "records": trainer.metrics.records}
 
@@ -173,12 +173,12 @@ def test_two_gloo_processes_take_the_same_steps_as_one_process_on_the_global_bat
     single.fit()
     ranks = run_ranks(likelihood_trainer, tmp_path)
     for state in ranks:
-        assert max_difference(state["flow"], single.flow.state_dict()) < TOLERANCE
+        assert max_difference(state["flow"], single.model.state_dict()) < TOLERANCE
     # logged losses are the global batch's (averaged over the ranks)
     losses = [r["loss"] for r in ranks[0]["records"]]
     assert losses == pytest.approx([r["loss"] for r in single.metrics.records], abs=TOLERANCE)
     # and the steps did move the parameters: the comparison above is not between two fresh models
-    assert max_difference(ranks[0]["flow"], likelihood_trainer().flow.state_dict()) > 1e-3
+    assert max_difference(ranks[0]["flow"], likelihood_trainer().model.state_dict()) > 1e-3
 
 
 def test_memory_saving_execution_takes_the_same_steps_under_ddp(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_memory_saving_execution_takes_the_same_steps_under_ddp(tmp_path: Path) 
     single = likelihood_trainer()
     single.fit()
     for state in run_ranks(saving_likelihood_trainer, tmp_path):
-        assert max_difference(state["flow"], single.flow.state_dict()) < TOLERANCE
+        assert max_difference(state["flow"], single.model.state_dict()) < TOLERANCE
 
 
 def test_data_dependent_initialisation_uses_the_global_batch_on_every_rank(tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_data_dependent_initialisation_uses_the_global_batch_on_every_rank(tmp_p
     single.fit()
     ranks = run_ranks(likelihood_trainer, tmp_path, after_init=True)
     for state in ranks:  # actnorm's bias/scale and the class prior's means/stds
-        assert max_difference(state["flow"], single.flow.state_dict()) < TOLERANCE
+        assert max_difference(state["flow"], single.model.state_dict()) < TOLERANCE
 
 
 def test_a_critic_with_its_own_optimizer_trains_in_step_on_both_ranks(tmp_path: Path) -> None:

@@ -25,19 +25,20 @@ from torch.utils.data import DataLoader, TensorDataset
 from revkit.cli import main
 from revkit.data.base import DataInfo
 from revkit.flow import Flow
+from revkit.runs.folder import RunFolder
 from revkit.invertible import Invertible
 from revkit.objectives import MaxLikelihood
 from revkit.priors import StandardNormal
 from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
-from revkit.train.checkpoint import (
+from revkit.runs.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
 from revkit.train.metrics import read_metrics
-from revkit.train.run import run_spec
+from revkit.runs.run import run_spec
 
 KILLS = 5  # SIGKILLs the resume test survives (docs/robustness.md quotes it)
 
@@ -243,7 +244,8 @@ def trainer_with(*layers: Invertible, run_dir: Path | None = None, **kw: Any) ->
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, 2, generator=g), torch.zeros(64, dtype=torch.long))
     return Trainer(flow, objective, DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator()),
-                   settings(**kw), run_dir=run_dir, progress_stream=io.StringIO())
+                   settings(**kw), files=None if run_dir is None else RunFolder(run_dir),
+                   progress_stream=io.StringIO())
 
 
 def test_a_non_finite_output_stops_naming_the_layer_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -255,31 +257,31 @@ def test_a_non_finite_output_stops_naming_the_layer_and_keeps_the_last_good_chec
     assert "the output of flow net.layers.1 (Scale) went non-finite first" in message
     assert f"last good checkpoint {tmp_path / 'checkpoints' / 'step-000003.pt'} is kept" in message
     assert latest_step(tmp_path) == 3 and not (tmp_path / "checkpoints" / "step-000004.pt").exists()
-    assert all(torch.isfinite(p).all() for p in trainer.flow.parameters())  # nothing non-finite was applied
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # nothing non-finite was applied
 
 
 def test_a_non_finite_gradient_stops_naming_the_parameter() -> None:
     trainer = trainer_with(Scale(2), NanGradientAt(2, break_at=3))
     before: dict[str, Tensor] = {}
     trainer.optimizers["model"].register_step_post_hook(
-        lambda *_: before.update({k: v.clone() for k, v in trainer.flow.state_dict().items()}))
+        lambda *_: before.update({k: v.clone() for k, v in trainer.model.state_dict().items()}))
     with pytest.raises(TrainingDiverged, match=r"step 2: the 'model' gradient norm is nan; first non-finite "
                                                r"gradients: flow\.net\.layers\.1\.log_scale"):
         trainer.fit()
     assert trainer.step == 1 and before  # step 1 was applied …
-    assert all(torch.equal(v, trainer.flow.state_dict()[k]) for k, v in before.items())  # … step 2 left no trace
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())  # … step 2 left no trace
 
 
 def test_with_on_nonfinite_skip_the_bad_update_is_left_out_and_counted(tmp_path: Path) -> None:
     trainer = trainer_with(Scale(2, break_at=3, poison=float("nan"), repeat=1), run_dir=tmp_path, on_nonfinite="skip")
     after: list[Tensor] = []
-    trainer.optimizers["model"].register_step_post_hook(lambda *_: after.append(trainer.flow.net[0].log_scale.clone()))
+    trainer.optimizers["model"].register_step_post_hook(lambda *_: after.append(trainer.model.net[0].log_scale.clone()))
     result = trainer.fit()
     assert result.step == 6 and len(after) == 5  # six steps, five optimizer updates
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["skipped_updates"] for r in records] == [0, 1, 1, 1, 1, 1]  # step 2 (call 1 is the init)
     assert load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))["skipped_updates"] == 1
-    assert all(torch.isfinite(p).all() for p in trainer.flow.parameters())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
 def test_the_cli_reports_divergence_in_one_line_with_exit_code_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -159,12 +159,12 @@ def test_the_inverse_report_counts_unconverged_inversions() -> None:
 def test_the_classifier_spec_builds_a_flow_with_a_linear_head() -> None:
     from pathlib import Path
 
-    from revkit.build import build_flow, build_objective
+    from revkit.build import build_model, build_objective
     from revkit.spec import load_spec
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "specs" / "mnist_iresnet_classifier.toml")
     info = DataInfo(shape=(1, 28, 28), classes=10, levels=256, name="mnist")
-    flow = build_flow(spec, info)
+    flow = build_model(spec, info)
     objective = build_objective(spec, flow, info)
     assert isinstance(objective, Classifier)
     assert isinstance(flow.net[-1], Flatten) and len(iterative_blocks(flow)) == 8

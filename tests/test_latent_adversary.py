@@ -204,8 +204,8 @@ def test_the_critic_travels_in_the_objectives_state_dict():
 
 def test_mnist_adversarial_spec_builds():
     built = build(load_spec(SPECS / "mnist_adversarial.toml"))
-    assert built.flow.latent_shape == (1024,)
-    assert isinstance(built.flow.prior, ActiveGaussian) and built.flow.prior.k == 16
+    assert built.model.latent_shape == (1024,)
+    assert isinstance(built.model.prior, ActiveGaussian) and built.model.prior.k == 16
     assert isinstance(built.objective, LatentAdversary) and built.objective.critic.in_features == 16
 
 
@@ -224,12 +224,12 @@ def test_celeba_adversarial_spec_builds_the_papers_64x64_revnet_and_trains_on_an
         "prior.init_samples=4", "objective.phase1_steps=1", "train.steps=2", "train.device=cpu", "train.log_every=1",
     ])
     built = build(spec)
-    assert built.flow.input_shape == (3, 64, 64) and built.flow.latent_shape == (12288,)
-    assert built.flow.prior.k == 64
+    assert built.model.input_shape == (3, 64, 64) and built.model.latent_shape == (12288,)
+    assert built.model.prior.k == 64
     train_loader, _, _ = make_loaders(spec.data, built.source, seed=0)
-    trainer = Trainer(built.flow, built.objective, train_loader, spec.train, progress_stream=io.StringIO())
+    trainer = Trainer(built.model, built.objective, train_loader, spec.train, progress_stream=io.StringIO())
     result = trainer.fit()
     assert result.step == 2
     assert "reconstruction_l1" in trainer.metrics.records[0]
     assert "critic_loss" in trainer.metrics.records[1]  # step 2 is in phase 2
-    assert int(built.flow.prior.active.sum()) == 64
+    assert int(built.model.prior.active.sum()) == 64

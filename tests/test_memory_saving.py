@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from revkit.blocks.coupling import AdditiveCoupling
-from revkit.build import build_flow
+from revkit.build import build_model
 from revkit.data.base import DataInfo
 from revkit.errors import SpecError
 from revkit.flow import Flow
@@ -68,7 +68,7 @@ def flow_of(layers: list[dict[str, Any]], *, train: dict[str, Any] | None = None
            "train": train or {}}
     spec = load_spec_dict(doc, registries=REGS)
     torch.manual_seed(seed)
-    flow = build_flow(spec, PICTURES, registries=REGS)
+    flow = build_model(spec, PICTURES, registries=REGS)
     flow = flow.double() if double else flow
     with torch.no_grad():  # data-dependent init (actnorm), then parameters away from the identity
         flow.train()

@@ -213,10 +213,10 @@ def test_training_with_the_trainer_initialises_the_prior_from_data_and_keeps_std
 
 def test_mnist_ot_spec_builds_the_papers_revnet_with_a_data_initialised_std_prior():
     built = build(load_spec(SPECS / "mnist_ot.toml"))
-    assert describe(built.flow) == ("Subsample → 2×RevBlock(25) → Subsample → 2×RevBlock(50) → Subsample → "
+    assert describe(built.model) == ("Subsample → 2×RevBlock(25) → Subsample → 2×RevBlock(50) → Subsample → "
                                     "2×RevBlock(100) → Subsample → 2×RevBlock(200) → Flatten")
-    assert built.flow.input_shape == (1, 32, 32) and built.flow.latent_shape == (1024,)
-    prior = built.flow.prior
+    assert built.model.input_shape == (1, 32, 32) and built.model.latent_shape == (1024,)
+    prior = built.model.prior
     assert isinstance(prior, ClassGaussian) and prior.param == "std" and prior.init_samples == 2000
     assert isinstance(built.objective, OptimalTransport) and built.objective.solver == "emd"
     assert built.objective.smoothness_weight == 15.0 and built.objective.smoothness_noise == 0.01

@@ -77,7 +77,7 @@ def test_with_the_plugin_the_spline_specs_validate_and_build(path: Path) -> None
     from revkit_splines import RQSplineCoupling
 
     spec = load_spec(path)
-    flow = build(spec).flow
+    flow = build(spec).model
     couplings = [m for m in flow.modules() if isinstance(m, RQSplineCoupling)]
     assert couplings and flow.latent_shape == flow.prior.shape
     assert {c.flip for c in couplings} == {False, True}  # both halves get transformed

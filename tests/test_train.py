@@ -28,12 +28,14 @@ from revkit.eval.likelihood import evaluate_split
 from revkit.eval.report import evaluate_run
 from revkit.eval.samples import draw_samples
 from revkit.flow import Flow
+from revkit.runs.folder import RunFolder
+from revkit.runs.run import evaluation_during_training
 from revkit.invertible import Invertible
 from revkit.objectives.base import Losses, Objective
 from revkit.priors.base import Prior
 from revkit.train import Trainer, TrainingDiverged
 from revkit.train.batches import BatchStream
-from revkit.train.device import resolve_device
+from revkit.runtime.device import resolve_device
 from revkit.train.metrics import read_metrics
 from revkit.train.progress import Progress
 from revkit.train.schedule import lr_factor
@@ -179,8 +181,9 @@ def make_flow(shape: tuple[int, ...] = (2,), prior: Prior | None = None) -> Flow
 def trainer_for(flow: Flow, objective: Objective, data: TensorDataset, run_dir: Any = None,
                 stream: io.StringIO | None = None, **kw: Any) -> Trainer:
     loader = DataLoader(data, batch_size=32, shuffle=True)
-    return Trainer(flow, objective, loader, settings(**kw), test_loader=DataLoader(data, batch_size=50),
-                   run_dir=run_dir, progress_stream=stream or io.StringIO())
+    test = DataLoader(data, batch_size=50)
+    return Trainer(flow, objective, loader, settings(**kw), evaluate=evaluation_during_training(flow, objective, test, 0),
+                   files=None if run_dir is None else RunFolder(run_dir), progress_stream=stream or io.StringIO())
 
 
 # -- device ----------------------------------------------------------------------------------
@@ -452,7 +455,7 @@ def test_class_conditional_samples_come_as_one_row_per_class() -> None:
     assert images.reshape(3, 3, -1).mean(dim=(1, 2)).tolist() == [0.0, 10.0, 20.0]
 
 
-def test_final_evaluation_writes_metrics_and_image_files(tmp_path: Any) -> None:
+def test_final_evaluation_writes_image_files_and_returns_the_metrics(tmp_path: Any) -> None:
     shape = (1, 4, 4)
     data = TensorDataset(torch.rand(40, *shape), torch.zeros(40, dtype=torch.long))
     flow = make_flow(shape)
@@ -461,8 +464,8 @@ def test_final_evaluation_writes_metrics_and_image_files(tmp_path: Any) -> None:
     budget = {"steps": 2, "seconds": 0.5, "device": "cpu", "parameters": 32, "stopped": "completed"}
     metrics = evaluate_run(flow, Nll(), DataLoader(data, batch_size=16), eval_settings(samples=9, reconstructions=5),
                            tmp_path, torch.device("cpu"), budget, records)
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert on_disk == metrics
+    on_disk = metrics  # the run layer writes them (tests/test_cli.py reads metrics.json of a real run)
+    assert not (tmp_path / "metrics.json").exists()
     assert on_disk["test_samples"] == 40 and on_disk["main_metric"] == "test_nll"
     assert on_disk["max_reconstruction_error"] < 1e-5
     assert {k: on_disk[k] for k in budget} == budget
@@ -478,9 +481,8 @@ def test_final_evaluation_writes_metrics_and_image_files(tmp_path: Any) -> None:
 def test_final_evaluation_of_2d_data_draws_a_scatter_and_a_density_map(tmp_path: Any) -> None:
     data = gaussian_data(n=64)
     budget = {"steps": 0}
-    evaluate_run(make_flow(), Nll(), DataLoader(data, batch_size=16), eval_settings(test_batches=2),
-                 tmp_path, torch.device("cpu"), budget, [])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = evaluate_run(make_flow(), Nll(), DataLoader(data, batch_size=16), eval_settings(test_batches=2),
+                           tmp_path, torch.device("cpu"), budget, [])
     assert metrics["test_samples"] == 32
     for name in ("samples.png", "density.png", "training_curve.png"):
         assert Image.open(tmp_path / name).format == "PNG"
@@ -497,7 +499,7 @@ def test_the_training_curve_plots_losses_and_test_metrics(tmp_path: Any) -> None
 def test_resuming_drops_metric_lines_written_after_the_checkpoint(tmp_path: Any) -> None:
     from revkit.train.metrics import MetricsLog
 
-    log = MetricsLog(tmp_path)
+    log = MetricsLog(tmp_path / "metrics.jsonl")
     for step in (10, 20, 30):
         log.write({"step": step, "loss": 1.0 / step})
     with open(tmp_path / "metrics.jsonl", "a") as f:

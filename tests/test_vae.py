@@ -13,9 +13,10 @@ from revkit.blocks.planar import Planar
 from revkit.build import build
 from revkit.data.base import DataInfo
 from revkit.errors import RevkitError, SpecError
-from revkit.objectives.elbo import Elbo
+from revkit.vae.objective import Elbo
 from revkit.spec import load_spec, load_spec_dict, spec_json_schema
 from revkit.train.trainer import Trainer
+from revkit.runs.folder import RunFolder
 from revkit.vae import VAE
 
 SPECS = Path(__file__).resolve().parents[1] / "revkit" / "specs"
@@ -32,7 +33,7 @@ def vae_doc(**vae: object) -> dict:
 @pytest.mark.parametrize("name", VAE_SPECS)
 def test_bundled_vae_specs_build_with_the_flow_they_name_and_an_equal_budget(name):
     spec = load_spec(SPECS / f"{name}.toml")
-    model = build(spec).flow
+    model = build(spec).model
     assert isinstance(model, VAE) and model.latent_shape == (32,)
     kind, k = ("plain", 0) if name == "vae_plain" else (name.split("_")[1], int(name.split("_k")[1]))
     assert model.flow_steps == k
@@ -89,7 +90,7 @@ def test_the_schema_lists_blocks_for_the_posterior_flow():
 # -- the model -------------------------------------------------------------------------------------
 def tiny_vae(flow: list[dict], context: int = 3, decoder: str = "mlp") -> VAE:
     torch.manual_seed(0)
-    return build(load_spec_dict(vae_doc(context=context, decoder=decoder, posterior_flow=flow))).flow
+    return build(load_spec_dict(vae_doc(context=context, decoder=decoder, posterior_flow=flow))).model
 
 
 @pytest.mark.parametrize("decoder", ["mlp", "conv"])
@@ -162,7 +163,7 @@ def test_the_trainer_fits_a_vae_and_evaluation_reports_the_bounds(tmp_path):
     batches = [(data[i : i + 16], torch.zeros(16, dtype=torch.long)) for i in range(0, 64, 16)]
     settings = load_spec_dict(vae_doc()).train.model_copy(update={"steps": 60, "lr": 1e-2, "log_every": 10,
                                                                     "checkpoint_every": 0, "device": "cpu"})
-    trainer = Trainer(model, objective, batches, settings, run_dir=tmp_path)
+    trainer = Trainer(model, objective, batches, settings, files=RunFolder(tmp_path))
     before = objective.evaluate(model, batches[0])
     trainer.fit()
     after = objective.evaluate(model, batches[0])

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from revkit.errors import DataError, RevkitError
-from revkit.train.checkpoint import atomic_write
+from revkit.runtime.files import atomic_write
 
 ENV_CACHE = "REVKIT_CACHE"
 #: the training recipe; part of the cache key (change any value and the classifier is retrained).

@@ -19,7 +19,7 @@ from torch import Tensor
 from revkit.eval.labelled_grid import write_labelled_rows
 from revkit.eval.prior_components import component_labels
 from revkit.eval.restricted import flow_labels
-from revkit.flow import Flow
+from revkit.model import Model
 
 #: the sweep covers mean ± RANGE · std.
 RANGE = 2.0
@@ -49,7 +49,7 @@ def sweep_latents(means: Tensor, stds: Tensor, dims: int, steps: int) -> tuple[T
 
 
 @torch.no_grad()
-def decode_sweeps(flow: Flow, means: Tensor, stds: Tensor, dims: int, steps: int) -> tuple[Tensor, Tensor]:
+def decode_sweeps(flow: Model, means: Tensor, stds: Tensor, dims: int, steps: int) -> tuple[Tensor, Tensor]:
     """Decoded sweeps ``[K, k, steps, *input_shape]`` (eval mode) and the dimension indices ``[K, k]``."""
     z, index = sweep_latents(means, stds, dims, steps)
     k_components, k = z.shape[:2]
@@ -65,7 +65,7 @@ def decode_sweeps(flow: Flow, means: Tensor, stds: Tensor, dims: int, steps: int
     return x.reshape(k_components, k, steps, *x.shape[1:]), index
 
 
-def write_dimension_sweeps(flow: Flow, means: Tensor, stds: Tensor, dims: int, steps: int, path: Path) -> Path:
+def write_dimension_sweeps(flow: Model, means: Tensor, stds: Tensor, dims: int, steps: int, path: Path) -> Path:
     """The PNG of the module docstring: a row per component and dimension, from −2σ to +2σ."""
     x, index = decode_sweeps(flow, means, stds, dims, steps)
     _, values = top_dims(stds, dims)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from revkit.flow import Flow
+from revkit.model import Model
 
 
 def iterative_blocks(flow: nn.Module) -> list[nn.Module]:
@@ -36,7 +36,7 @@ def iterative_blocks(flow: nn.Module) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def inverse_report(flow: Flow, x: Tensor, y: Tensor | None = None, *, threshold: float = 1e-4) -> dict[str, Any]:
+def inverse_report(flow: Model, x: Tensor, y: Tensor | None = None, *, threshold: float = 1e-4) -> dict[str, Any]:
     """Round trip ``x → f(x) → f⁻¹(f(x))`` in evaluation mode and the statistics above.
 
     Args:

@@ -25,7 +25,7 @@ from torch import Tensor
 from revkit.eval.labelled_grid import write_labelled_rows
 from revkit.eval.prior_components import restricts
 from revkit.eval.restricted import flow_labels, restrict
-from revkit.flow import Flow
+from revkit.model import Model
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def choose_pairs(y: Tensor, count: int) -> list[Pair]:
 
 @torch.no_grad()
 def interpolate(
-    flow: Flow, xa: Tensor, xb: Tensor, ya: Tensor | None, yb: Tensor | None, steps: int, restricted: bool
+    flow: Model, xa: Tensor, xb: Tensor, ya: Tensor | None, yb: Tensor | None, steps: int, restricted: bool
 ) -> Tensor:
     """Decoded interpolations ``[P, steps, *input_shape]`` between ``xa [P, …]`` and ``xb [P, …]`` (eval mode).
 
@@ -84,7 +84,7 @@ def interpolate(
         flow.train(was_training)
 
 
-def write_interpolations(flow: Flow, x: Tensor, y: Tensor | None, pairs: list[Pair], steps: int,
+def write_interpolations(flow: Model, x: Tensor, y: Tensor | None, pairs: list[Pair], steps: int,
                          path: Path) -> Path:
     """A PNG with a row per pair and kind (restricted, full): ``x_a``, ``steps`` decodings, ``x_b``.
 

@@ -16,22 +16,14 @@ from typing import Any
 import torch
 
 from revkit.errors import DataError
-from revkit.flow import Flow
+from revkit.model import Model
 from revkit.objectives.base import Objective
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move the tensors of an ``(x, y)`` batch (or any tuple/list of tensors) to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device) for b in batch)
-    return batch
+from revkit.runtime.device import to_device
 
 
 @torch.no_grad()
 def evaluate_split(
-    flow: Flow,
+    flow: Model,
     objective: Objective,
     loader: Iterable[Any],
     device: torch.device,

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from revkit.flow import Flow
+from revkit.model import Model
 
 GRID = 160
 CHUNK = 4096
@@ -50,7 +50,7 @@ def scatter_samples(samples: Tensor, path: Path, data: Tensor | None = None, tit
 
 
 @torch.no_grad()
-def density_grid(flow: Flow, bounds: tuple[float, float, float, float], size: int = GRID) -> Tensor:
+def density_grid(flow: Model, bounds: tuple[float, float, float, float], size: int = GRID) -> Tensor:
     """``p(x)`` on a ``size × size`` grid over ``bounds`` (rows: y from low to high)."""
     x0, x1, y0, y1 = bounds
     was_training = flow.training
@@ -67,14 +67,14 @@ def density_grid(flow: Flow, bounds: tuple[float, float, float, float], size: in
     return logp.exp().reshape(size, size).cpu()
 
 
-def _log_density(flow: Flow, x: Tensor) -> Tensor:
+def _log_density(flow: Model, x: Tensor) -> Tensor:
     if not flow.conditional:
         return flow.log_prob(x)
     per_class = [flow.log_prob(x, torch.full((x.shape[0],), k, device=x.device)) for k in range(flow.classes)]
     return torch.logsumexp(torch.stack(per_class), dim=0) - math.log(flow.classes)
 
 
-def write_density(flow: Flow, path: Path, data: Tensor) -> Path:
+def write_density(flow: Model, path: Path, data: Tensor) -> Path:
     """A PNG heat map of the model density over the region the ``data [M, 2]`` covers."""
     bounds = plot_bounds(data)
     density = density_grid(flow, bounds)

@@ -8,11 +8,11 @@ import torch
 from torch import Tensor
 
 from revkit.eval.images import save_image_grid
-from revkit.flow import Flow
+from revkit.model import Model
 
 
 @torch.no_grad()
-def reconstruct(flow: Flow, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, float]:
+def reconstruct(flow: Model, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, float]:
     """``x̂ = decode(encode(x))`` in eval mode, and the largest absolute error ``max |x̂ − x|``."""
     was_training = flow.training
     flow.eval()

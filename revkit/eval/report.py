@@ -1,4 +1,5 @@
-"""The final evaluation of a run: ``metrics.json`` and the PNGs in the run folder.
+"""The final evaluation of a run: the metrics (which the run layer writes to ``metrics.json``) and the
+PNGs in the run folder.
 
 Written files:
 
@@ -36,8 +37,6 @@ samples balanced over the classes:
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -62,12 +61,10 @@ from revkit.eval.reconstruction import reconstruct, write_reconstructions
 from revkit.eval.restricted import restricted_reconstructions, write_restricted_reconstructions
 from revkit.eval.samples import class_count, draw_samples, is_2d, write_samples
 from revkit.eval.score_samples import draw_score_samples
-from revkit.flow import Flow
+from revkit.model import Model
 from revkit.objectives.base import Objective
 from revkit.spec.models import EvalSpec
-from revkit.train.settings import EvalSettings
 
-METRICS_JSON = "metrics.json"
 #: test points drawn for the 2-D plots.
 POINTS_2D = 2000
 #: the pictures of class-conditional models beyond samples and reconstructions.
@@ -79,14 +76,14 @@ SCORE_NAMES = {"mnist_classifier": CLASSIFIER_SCORES, "inception": ("fid_incepti
 Log = Callable[[str], None]
 
 
-def setting(settings: EvalSettings, name: str) -> Any:
+def setting(settings: EvalSpec, name: str) -> Any:
     """``settings.<name>``, or the ``[eval]`` default for settings objects that predate the field."""
     if hasattr(settings, name):
         return getattr(settings, name)
     return EvalSpec.model_fields[name].get_default(call_default_factory=True)
 
 
-def chosen_pictures(settings: EvalSettings, flow: Flow) -> tuple[list[str], bool]:
+def chosen_pictures(settings: EvalSpec, flow: Model) -> tuple[list[str], bool]:
     """The pictures to write, and whether the spec listed them (else they are the defaults)."""
     given = setting(settings, "pictures")
     if given is not None:
@@ -113,19 +110,11 @@ def _points(loader: Iterable[Any], limit: int) -> Tensor:
     return torch.cat(out)[:limit]
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def write_class_samples(flow: Flow, path: Path, n: int, temperature: float) -> Path:
+def write_class_samples(flow: Model, path: Path, n: int, temperature: float) -> Path:
     """Class-conditional samples as a labelled row per class (``⌈n / classes⌉`` per row)."""
     images, per_row = draw_samples(flow, n, temperature)
     rows = list(images.split(per_row))
@@ -136,7 +125,7 @@ def write_class_samples(flow: Flow, path: Path, n: int, temperature: float) -> P
 class _Pictures:
     """Writes the image pictures of one evaluation and records what was written or skipped."""
 
-    def __init__(self, flow: Flow, settings: EvalSettings, run_dir: Path, x: Tensor, y: Tensor, x_hat: Tensor):
+    def __init__(self, flow: Model, settings: EvalSpec, run_dir: Path, x: Tensor, y: Tensor, x_hat: Tensor):
         self.flow, self.settings, self.run_dir = flow, settings, run_dir
         self.x, self.y, self.x_hat = x, y, x_hat
         self.written: list[str] = []
@@ -198,7 +187,7 @@ class _Pictures:
         return ""
 
 
-def compute_scores(flow: Flow, settings: EvalSettings, test_loader: Iterable[Any], source: DataSource | None,
+def compute_scores(flow: Model, settings: EvalSpec, test_loader: Iterable[Any], source: DataSource | None,
                    device: torch.device, log: Log) -> tuple[dict[str, Any], dict[str, str]]:
     """The scores of ``eval.scores`` and the reasons of those that could not be computed."""
     wanted = list(setting(settings, "scores"))
@@ -236,10 +225,10 @@ def compute_scores(flow: Flow, settings: EvalSettings, test_loader: Iterable[Any
 
 
 def evaluate_run(
-    flow: Flow,
+    flow: Model,
     objective: Objective,
     test_loader: Iterable[Any],
-    settings: EvalSettings,
+    settings: EvalSpec,
     run_dir: Path,
     device: torch.device,
     budget: dict[str, Any],
@@ -247,7 +236,8 @@ def evaluate_run(
     source: DataSource | None = None,
     log: Log | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, write the files listed in the module docstring, and return ``metrics.json``'s content.
+    """Evaluate, write the pictures listed in the module docstring into ``run_dir``, and return the
+    metrics (the run layer writes them to ``metrics.json``).
 
     Args:
         source: the run's data source; the ``mnist_classifier`` score trains its classifier on it.
@@ -299,6 +289,5 @@ def evaluate_run(
     if unavailable:
         metrics["scores_unavailable"] = unavailable
     metrics.update(budget)
-    write_json(run_dir / METRICS_JSON, metrics)
     return metrics
 

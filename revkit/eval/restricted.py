@@ -19,26 +19,26 @@ import torch
 from torch import Tensor
 
 from revkit.eval.labelled_grid import write_labelled_rows
-from revkit.flow import Flow
+from revkit.model import Model
 
 
-def flow_labels(flow: Flow, y: Tensor | None) -> Tensor | None:
+def flow_labels(flow: Model, y: Tensor | None) -> Tensor | None:
     """The labels the flow's blocks need (``y`` for a class-conditional network, else None)."""
     return y if flow.conditional else None
 
 
-def prior_labels(flow: Flow, y: Tensor | None) -> Tensor | None:
+def prior_labels(flow: Model, y: Tensor | None) -> Tensor | None:
     """The labels the prior needs (``y`` for a class-conditional prior, else None)."""
     return y if flow.prior is not None and flow.prior.conditional else None
 
 
-def restrict(flow: Flow, z: Tensor, y: Tensor | None) -> Tensor:
+def restrict(flow: Model, z: Tensor, y: Tensor | None) -> Tensor:
     """``flow.prior.restrict(z, y)`` (identity without a prior)."""
     return z if flow.prior is None else flow.prior.restrict(z, prior_labels(flow, y))
 
 
 @torch.no_grad()
-def restricted_reconstructions(flow: Flow, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+def restricted_reconstructions(flow: Model, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
     """``(decode(restrict(encode(x), y)), decode(encode(x)))``, both ``[B, *input_shape]``, in eval mode."""
     was_training = flow.training
     flow.eval()

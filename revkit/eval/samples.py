@@ -11,12 +11,12 @@ from torch import Tensor
 
 from revkit.eval.images import save_image_grid
 from revkit.eval.plots2d import scatter_samples
-from revkit.flow import Flow
+from revkit.model import Model
 
 CHUNK = 256
 
 
-def class_count(flow: Flow) -> int:
+def class_count(flow: Model) -> int:
     """Number of classes the flow samples per class (0 for an unconditional model)."""
     prior = flow.prior
     if flow.conditional or (prior is not None and prior.conditional):
@@ -25,7 +25,7 @@ def class_count(flow: Flow) -> int:
 
 
 @torch.no_grad()
-def draw_samples(flow: Flow, n: int, temperature: float = 1.0) -> tuple[Tensor, int]:
+def draw_samples(flow: Model, n: int, temperature: float = 1.0) -> tuple[Tensor, int]:
     """``n`` samples ``[n, *input_shape]`` in eval mode, and the number per row of a grid.
 
     A class-conditional model gives a row per class: ``⌈n / classes⌉`` samples of class 0, then of
@@ -53,12 +53,12 @@ def draw_samples(flow: Flow, n: int, temperature: float = 1.0) -> tuple[Tensor, 
         flow.train(was_training)
 
 
-def is_2d(flow: Flow) -> bool:
+def is_2d(flow: Model) -> bool:
     """The flow models 2-D points (per-sample shape ``(2,)``): plotted, not shown as images."""
     return tuple(flow.input_shape) == (2,)
 
 
-def write_samples(flow: Flow, path: Path, n: int, temperature: float = 1.0, data: Tensor | None = None) -> Path:
+def write_samples(flow: Model, path: Path, n: int, temperature: float = 1.0, data: Tensor | None = None) -> Path:
     """Write ``n`` samples as ``path`` (PNG): an image grid, or for 2-D data a scatter over ``data``."""
     samples, ncol = draw_samples(flow, n, temperature)
     if is_2d(flow):

@@ -13,13 +13,13 @@ from torch import Tensor
 
 from revkit.eval.prior_components import module_device
 from revkit.eval.samples import class_count
-from revkit.flow import Flow
+from revkit.model import Model
 
 CHUNK = 500
 
 
 @torch.no_grad()
-def draw_score_samples(flow: Flow, n: int, temperature: float = 1.0) -> tuple[Tensor, Tensor | None]:
+def draw_score_samples(flow: Model, n: int, temperature: float = 1.0) -> tuple[Tensor, Tensor | None]:
     """``(samples [n, *input_shape], intended labels [n] or None for an unconditional model)``."""
     if n < 1:
         raise ValueError(f"the number of samples to score must be ≥ 1, got {n}")

@@ -6,7 +6,6 @@ from revkit.objectives.critic import (
     hinge_critic_loss,
     hinge_generator_loss,
 )
-from revkit.objectives.elbo import Elbo
 from revkit.objectives.latent_adversary import LatentAdversary
 from revkit.objectives.max_likelihood import MaxLikelihood
 from revkit.objectives.optimal_transport import (
@@ -16,7 +15,6 @@ from revkit.objectives.optimal_transport import (
 )
 
 __all__ = [
-    "Elbo",
     "LatentAdversary",
     "Losses",
     "MaxLikelihood",

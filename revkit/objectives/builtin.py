@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from revkit.objectives.classifier import Classifier
-from revkit.objectives.elbo import Elbo
 from revkit.objectives.latent_adversary import LatentAdversary
 from revkit.objectives.max_likelihood import MaxLikelihood
 from revkit.objectives.optimal_transport import OptimalTransport
@@ -15,5 +14,4 @@ def register_objectives(register: Register) -> None:
     register("max_likelihood", MaxLikelihood)
     register("optimal_transport", OptimalTransport)
     register("latent_adversary", LatentAdversary)
-    register("elbo", Elbo)
     register("classifier", Classifier)

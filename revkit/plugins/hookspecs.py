@@ -40,6 +40,15 @@ def register_objectives(register: Register) -> None:
 
 
 @hookspec
+def register_models(register: Register) -> None:
+    """Register model kinds: ``register("flow", FlowKind)`` (see :class:`revkit.model.ModelKind`).
+
+    ``model.kind`` in a spec names one; the kind's ``Params`` validate its table ``[model.<kind>]``
+    and its ``build`` turns the spec into a :class:`revkit.model.Model`.
+    """
+
+
+@hookspec
 def register_datasets(register: Register) -> None:
     """Register data sets: ``register("mnist", Mnist)`` (subclasses of :class:`revkit.data.DataSource`)."""
 

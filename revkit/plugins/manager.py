@@ -35,6 +35,8 @@ BUILTIN_MODULES = (
     "revkit.priors.builtin",
     "revkit.objectives.builtin",
     "revkit.data.builtin",
+    "revkit.kinds",
+    "revkit.vae.plugin",
 )
 
 _HOOKS = {
@@ -42,6 +44,7 @@ _HOOKS = {
     "priors": "register_priors",
     "objectives": "register_objectives",
     "datasets": "register_datasets",
+    "models": "register_models",
 }
 
 
@@ -49,7 +52,7 @@ def _revkit_version() -> str:
     try:
         return metadata.version("revkit")
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        from revkit import __version__
+        from revkit.version import __version__
 
         return __version__
 

@@ -94,6 +94,7 @@ class Registries:
     priors: Registry[Any] = field(default_factory=lambda: Registry("prior"))
     objectives: Registry[Any] = field(default_factory=lambda: Registry("objective"))
     datasets: Registry[Any] = field(default_factory=lambda: Registry("dataset"))
+    models: Registry[Any] = field(default_factory=lambda: Registry("model kind"))
     block_hints: dict[str, str] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -104,4 +105,5 @@ class Registries:
             "priors": self.priors,
             "objectives": self.objectives,
             "datasets": self.datasets,
+            "models": self.models,
         }[kind]

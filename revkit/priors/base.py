@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from revkit.errors import RevkitError
 from revkit.invertible import Shape
+from revkit.runtime.device import module_device
 
 
 class PriorParams(BaseModel):
@@ -71,7 +72,7 @@ class Prior(nn.Module):
 
     def random_labels(self, n: int) -> Tensor:
         """``n`` labels drawn uniformly from the classes (for a conditional prior)."""
-        return torch.randint(0, max(self.classes, 1), (n,), device=self._device())
+        return torch.randint(0, max(self.classes, 1), (n,), device=module_device(self))
 
     @torch.no_grad()
     def init_from_data(self, z: Tensor, y: Tensor | None = None) -> None:
@@ -83,7 +84,7 @@ class Prior(nn.Module):
         """Boolean mask ``[batch or 1, *shape]`` of the latent dimensions the prior lets vary (std > 0)
         for labels ``y``; all True by default. Priors whose stds can collapse to zero (the paper's
         per-class Gaussians) override it."""
-        return torch.ones((1, *self.shape), dtype=torch.bool, device=self._device())
+        return torch.ones((1, *self.shape), dtype=torch.bool, device=module_device(self))
 
     def restrict(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """``z`` with every inactive dimension clamped to the prior's mean (for labels ``y``): the
@@ -103,17 +104,12 @@ class Prior(nn.Module):
         raise NotImplementedError
 
     # -- helpers ------------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        for t in list(self.parameters()) + list(self.buffers()):
-            return t.device
-        return torch.device("cpu")
-
     def _check_labels(self, y: Tensor | None, n: int) -> Tensor | None:
         if not self.conditional:
             return None
         if y is None:
             return None
-        y = torch.as_tensor(y, device=self._device()).long().reshape(-1)
+        y = torch.as_tensor(y, device=module_device(self)).long().reshape(-1)
         if y.numel() == 1 and n > 1:
             y = y.expand(n)
         if y.shape[0] != n:

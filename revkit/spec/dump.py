@@ -14,31 +14,46 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from revkit.spec.models import ComponentSpec, Spec
+    from pydantic import BaseModel
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
-def _component(table: ComponentSpec) -> dict[str, Any]:
+def _component(table: Any) -> dict[str, Any]:
     common = table.model_dump(mode="json", exclude={"params"}, exclude_none=True)
     params = table.params.model_dump(mode="json", exclude_unset=True, exclude_none=True)
     return {**common, **params}
 
 
-def spec_to_dict(spec: Spec) -> dict[str, Any]:
-    """The TOML document of ``spec``: the common keys of every table in full, and each
+def _options(options: BaseModel) -> dict[str, Any]:
+    """A model kind's own table: its fields, with lists of block tables dumped like ``[[model.layers]]``."""
+    lists = [k for k in type(options).model_fields
+             if isinstance(getattr(options, k), list) and getattr(options, k)
+             and all(_is_component(v) for v in getattr(options, k))]
+    table = options.model_dump(mode="json", exclude=set(lists), exclude_none=True)
+    for key in lists:
+        table[key] = [_component(layer) for layer in getattr(options, key)]
+    return table
+
+
+def _is_component(value: Any) -> bool:
+    return hasattr(value, "params") and hasattr(value, "NAME_KEY")
+
+
+def spec_to_dict(spec: Any) -> dict[str, Any]:
+    """The TOML document of ``spec`` (a :class:`~revkit.spec.models.Spec`; read by its attributes,
+    so this module sits below the models that call it): the common keys of every table in full, and each
     component's parameters as the spec gave them (so a component's defaults — and whether a
     ``flip`` was left to alternate — stay as they were)."""
-    # a flow's kind is left out, so spec.toml files (and checkpoints) from before VAEs compare equal
-    hidden = {"layers", "vae"} | ({"kind"} if spec.model.kind == "flow" else set())
+    # the default kind is left out, so spec.toml files (and checkpoints) from before model kinds compare equal
+    default_kind = type(spec.model).model_fields["kind"].default
+    hidden = {"layers", "options"} | ({"kind"} if spec.model.kind == default_kind else set())
     model = spec.model.model_dump(mode="json", exclude=hidden, exclude_none=True)
     if spec.model.layers:
         model["layers"] = [_component(layer) for layer in spec.model.layers]
-    if spec.model.vae is not None:
-        vae = spec.model.vae.model_dump(mode="json", exclude={"posterior_flow"}, exclude_none=True)
-        vae["posterior_flow"] = [_component(layer) for layer in spec.model.vae.posterior_flow]
-        model["vae"] = vae
+    if spec.model.options is not None:
+        model[spec.model.kind] = _options(spec.model.options)
     return {
         "model": model,
         "prior": _component(spec.prior),

@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from revkit.errors import SpecError
+from revkit.errors import SpecError, did_you_mean
 from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
 from revkit.spec.components import stage_component
-from revkit.spec.errors import toml_type, translate
-from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, Spec
+from revkit.spec.errors import Loc, table_keys, toml_type, translate
+from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, ModelSpec, Spec
 from revkit.spec.overrides import apply_overrides
 from revkit.spec.values import check_values
 
@@ -60,27 +60,67 @@ def read_toml(path: str | PathLike[str]) -> dict[str, Any]:
         ) from None
 
 
+def _stage_layers(layers: list[Any], registries: Registries, path: Loc) -> list[Any]:
+    return [stage_component(LayerSpec, layer, registries, (*path, i)) if isinstance(layer, Mapping) else layer
+            for i, layer in enumerate(layers)]
+
+
+def _stage_model(model: Mapping[str, Any], registries: Registries) -> dict[str, Any]:
+    """``[model]`` with its layers staged and the kind's own table ``[model.<kind>]`` validated by the
+    kind's ``Params`` (into the hidden field ``options``). What a kind needs is read from the kind
+    (:class:`revkit.model.ModelKind`), so every kind, built in or from a plugin, is checked alike."""
+    staged = dict(model)
+    if isinstance(staged.get("layers"), list):
+        staged["layers"] = _stage_layers(staged["layers"], registries, ("model", "layers"))
+    name = staged.get("kind", ModelSpec.model_fields["kind"].default)
+    if not isinstance(name, str):
+        return staged  # validating ModelSpec reports the type
+    kinds = registries.models
+    kind = kinds.get(name)
+    if kind is None:
+        installed = ", ".join(f"'{n}'" for n in kinds.names()) or "(none)"
+        raise SpecError("model.kind", f"unknown model kind '{name}'{did_you_mean(name, kinds.names())}; "
+                                      f"installed model kinds: {installed}")
+    for other in kinds.names():
+        if other != name and other in staged:
+            raise SpecError(f"model.{other}", f"[model.{other}] needs model.kind = '{other}' (this spec's kind is "
+                                              f"'{name}')")
+    lists = tuple(getattr(kind, "layer_lists", ()))
+    layers = staged.get("layers")
+    if getattr(kind, "needs_layers", True):
+        if isinstance(layers, list) and not layers or "layers" not in staged:
+            raise SpecError("model.layers", f"should have at least 1 item: model kind '{name}' needs [[model.layers]]")
+    elif layers:
+        where = f"; its blocks go in [[model.{name}.{lists[0]}]]" if lists else ""
+        raise SpecError("model.layers", f"model kind '{name}' takes no [[model.layers]]{where}")
+    params_cls = getattr(kind, "Params", None)
+    if params_cls is None:
+        return staged
+    table = staged.pop(name, None)
+    if table is None:
+        keys = ", ".join(list(params_cls.model_fields)[:3])
+        raise SpecError(f"model.{name}", f"model.kind = '{name}' needs a [model.{name}] table ({keys}, …)")
+    if not isinstance(table, Mapping):
+        raise SpecError(f"model.{name}", f"should be a table, got {toml_type(table)}")
+    table = dict(table)
+    for key in lists:
+        if isinstance(table.get(key), list):
+            table[key] = _stage_layers(table[key], registries, ("model", name, key))
+    try:
+        staged["options"] = params_cls.model_validate(table)
+    except ValidationError as exc:
+        raise translate(exc, root=params_cls, prefix=("model", name)) from None
+    return staged
+
+
 def _stage(data: Mapping[str, Any], registries: Registries) -> dict[str, Any]:
     """The document with each component table's parameters validated by its registered Params."""
     staged = dict(data)
     model = staged.get("model")
-    if isinstance(model, Mapping) and isinstance(model.get("layers"), list):
-        model = dict(model)
-        model["layers"] = [
-            stage_component(LayerSpec, layer, registries, ("model", "layers", i))
-            if isinstance(layer, Mapping) else layer
-            for i, layer in enumerate(model["layers"])
-        ]
-        staged["model"] = model
-    vae = model.get("vae") if isinstance(model, Mapping) else None
-    if isinstance(vae, Mapping) and isinstance(vae.get("posterior_flow"), list):
-        vae = dict(vae)
-        vae["posterior_flow"] = [
-            stage_component(LayerSpec, layer, registries, ("model", "vae", "posterior_flow", i))
-            if isinstance(layer, Mapping) else layer
-            for i, layer in enumerate(vae["posterior_flow"])
-        ]
-        staged["model"] = {**model, "vae": vae}
+    if isinstance(model, Mapping):
+        if "options" in model:  # a hidden field, not a key of the table
+            raise SpecError("model.options", f"unknown key 'options'; [model] takes {', '.join(table_keys(ModelSpec))}")
+        staged["model"] = _stage_model(model, registries)
     for section, spec_cls in COMPONENT_SECTIONS.items():
         table = staged.get(section, {} if section != "data" else None)
         if isinstance(table, Mapping):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, Strict, field_validator, model_validator
 
+from revkit.spec.dump import dumps, spec_to_dict
 from revkit.spec.errors import FieldError
 
 
@@ -124,33 +125,17 @@ class DataSpec(ComponentSpec):
 Dim = Annotated[int, Strict(), Field(ge=1)]
 
 
-class VAESpec(Section):
-    """``[model.vae]`` (with ``model.kind = "vae"``): a VAE on binary images whose approximate
-    posterior is a Gaussian pushed through ``posterior_flow`` (see :mod:`revkit.vae`)."""
-
-    latent: int = Field(32, ge=1, le=4096, description="latent size D of z")
-    channels: int = Field(32, ge=1, le=1024, description="channels of the encoder's first convolution (twice that "
-                                                         "in the second)")
-    hidden: int = Field(300, ge=1, le=65536, description="width of the encoder's and decoder's dense layers")
-    decoder: Literal["mlp", "conv"] = Field(
-        "mlp", description="'mlp': two dense layers to the pixels' Bernoulli logits; 'conv': a dense layer then "
-                           "two transposed convolutions (mirror of the encoder)"
-    )
-    context: int = Field(0, ge=0, le=4096, description="size of the encoder's context h, passed to the posterior "
-                                                       "flow's conditional blocks; 0: no context")
-    posterior_flow: list[LayerSpec] = Field(
-        default_factory=list,
-        description="the blocks applied to z₀ ~ N(μ, σ²) in order (vector blocks such as 'planar', "
-                    "'affine_coupling', 'permute'); empty: the plain VAE",
-    )
-
-
 class ModelSpec(Section):
-    """``[model]``: the invertible network, as a list of layers in data → latent order; or, with
-    ``kind = "vae"``, a variational autoencoder described by ``[model.vae]``."""
+    """``[model]``: the model, of a registered kind (``kind``; ``revkit plugins`` lists them). The
+    kind ``"flow"`` is the list of layers in data → latent order; another kind reads its own table
+    ``[model.<kind>]``, validated by the kind's ``Params`` (:class:`revkit.model.ModelKind`)."""
 
-    kind: Literal["flow", "vae"] = Field(
-        "flow", description="'flow': the layers are a normalizing flow; 'vae': a VAE described by [model.vae]"
+    HIDDEN_FIELDS: ClassVar[tuple[str, ...]] = ("options",)
+
+    kind: str = Field(
+        "flow", min_length=1,
+        description="a registered model kind: 'flow' (the layers are a normalizing flow) or another kind, "
+                    "described by its table [model.<kind>]; `revkit plugins` lists them",
     )
 
     # Strict(False) on the tuple only: a TOML array becomes a tuple; its items stay strict
@@ -161,21 +146,12 @@ class ModelSpec(Section):
     )
     conditional: bool = Field(False, description="pass one-hot class labels as context to conditional blocks")
     layers: list[LayerSpec] = Field(
-        default_factory=list, description="the blocks, in data → latent order (at least 1 item for kind = 'flow')"
+        default_factory=list,
+        description="the blocks, in data → latent order (at least 1 item for kinds that need layers, such as 'flow')",
     )
-    vae: VAESpec | None = Field(None, description="the VAE, for kind = 'vae'")
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> ModelSpec:
-        if self.kind == "flow" and not self.layers:
-            raise FieldError("layers", "should have at least 1 item: a flow needs [[model.layers]]")
-        if self.kind == "vae" and self.vae is None:
-            raise FieldError("vae", "model.kind = 'vae' needs a [model.vae] table (latent, posterior_flow, …)")
-        if self.kind == "vae" and self.layers:
-            raise FieldError("layers", "a VAE has no model.layers; its flow is [[model.vae.posterior_flow]]")
-        if self.kind == "flow" and self.vae is not None:
-            raise FieldError("vae", "[model.vae] needs model.kind = 'vae'")
-        return self
+    options: SerializeAsAny[BaseModel] | None = Field(
+        None, description="the kind's own table [model.<kind>], validated by the kind's Params model"
+    )
 
 
 Beta = Annotated[float, Strict(), Field(ge=0.0, lt=1.0)]
@@ -322,23 +298,11 @@ class Spec(Section):
     def to_dict(self) -> dict[str, Any]:
         """The spec as the TOML document it stands for (component parameters flattened into their
         tables; unset component parameters and None values left out)."""
-        from revkit.spec.dump import spec_to_dict
-
         return spec_to_dict(self)
 
     def to_toml(self) -> str:
         """The spec as TOML text; :func:`revkit.spec.load_spec_dict` of its parse gives it back."""
-        from revkit.spec.dump import dumps
-
         return dumps(self.to_dict())
-
-    @classmethod
-    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        """The JSON Schema of the spec file for the global registries (see
-        :func:`revkit.spec.spec_json_schema`); pydantic's arguments are ignored."""
-        from revkit.spec.schema import spec_json_schema
-
-        return spec_json_schema()
 
 
 #: the component tables of a spec outside ``model.layers``, by section name.

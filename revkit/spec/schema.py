@@ -18,7 +18,7 @@ from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
 from revkit.spec.components import params_model, registry_for
 from revkit.spec.errors import table_keys
-from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, ModelSpec, Section, Spec, VAESpec
+from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, ModelSpec, Section, Spec
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -91,14 +91,18 @@ def spec_json_schema(registries: Registries | None = None) -> dict[str, Any]:
         "minItems": 1,
         "items": component_schema(LayerSpec, regs, defs),
     }
-    model["properties"]["layers"]["minItems"] = 0  # kind = 'vae' has none; the loader asks ≥ 1 for flows
-    vae = _flat_schema(VAESpec)
-    vae["properties"]["posterior_flow"] = {
-        **vae["properties"]["posterior_flow"],
-        "type": "array",
-        "items": component_schema(LayerSpec, regs, defs),
-    }
-    model["properties"]["vae"] = {**vae, "description": model["properties"].get("vae", {}).get("description", "")}
+    model["properties"]["layers"]["minItems"] = 0  # some kinds take none; the loader asks each kind
+    for name in regs.models.names():  # each kind's own table [model.<kind>]
+        params = getattr(regs.models[name], "Params", None)
+        if params is None:
+            continue
+        table = _flat_schema(params)
+        for key in getattr(regs.models[name], "layer_lists", ()):
+            table["properties"][key] = {**table["properties"].get(key, {}), "type": "array",
+                                        "items": component_schema(LayerSpec, regs, defs)}
+        table["description"] = f"the model kind '{name}' (model.kind = '{name}'): {_summary(params)}"
+        model["properties"][name] = table
+    model["properties"]["kind"]["enum"] = regs.models.names()
     sections: dict[str, Any] = {"model": model}
     for name, field in Spec.model_fields.items():
         if name == "model":

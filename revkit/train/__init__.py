@@ -1,12 +1,14 @@
-"""Training: the loop, checkpoints, schedules, metrics, progress and run folders."""
+"""Training: the loop, optimizers, schedules, the metrics log, progress, signals and data parallelism.
 
-from revkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from revkit.train.device import resolve_device
+It knows nothing of run folders (the run layer, :mod:`revkit.runs`, hands it where to write) or of
+evaluation (handed in as a function)."""
+
 from revkit.train.distributed import Distributed
 from revkit.train.interrupt import INTERRUPTED, TERMINATED
 from revkit.train.trainer import (
     COMPLETED,
     TIME_LIMIT,
+    RunFiles,
     Trainer,
     TrainingDiverged,
     TrainResult,
@@ -18,11 +20,8 @@ __all__ = [
     "TERMINATED",
     "TIME_LIMIT",
     "Distributed",
+    "RunFiles",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "resolve_device",
-    "save_checkpoint",
 ]

@@ -1,4 +1,4 @@
-"""``train.compile``: run the flow's network through ``torch.compile``.
+"""``train.compile``: run the model's network through ``torch.compile``.
 
 Compilation happens on the first training step (tens of seconds on a CPU, where inductor
 generates C++; it needs a C++ compiler) and pays off over long runs; the function, the
@@ -11,14 +11,15 @@ so the two options combine but compilation then speeds up only the plain layers.
 from __future__ import annotations
 
 from revkit.errors import RevkitError
-from revkit.flow import Flow
+from revkit.model import Model
 
 
-def compile_flow(flow: Flow, backend: str = "inductor") -> None:
-    """Compile ``flow.net``'s forward in place (training and ``encode``; ``inverse`` stays eager).
+def compile_model(model: Model, backend: str = "inductor") -> None:
+    """Compile the model's network in place (:meth:`~revkit.model.Model.compile_network`; for a flow,
+    ``flow.net``'s forward: training and ``encode``; ``inverse`` stays eager).
 
     Args:
-        flow: the flow to compile.
+        model: the model to compile.
         backend: ``torch.compile``'s backend (``"eager"`` traces without generating code: tests).
 
     Raises:
@@ -28,4 +29,4 @@ def compile_flow(flow: Flow, backend: str = "inductor") -> None:
 
     if not hasattr(torch, "compile"):
         raise RevkitError("train.compile = true needs torch.compile (PyTorch ≥ 2.0); set train.compile = false")
-    flow.net.compile(dynamic=False, backend=backend)
+    model.compile_network(backend)

@@ -1,4 +1,4 @@
-"""``metrics.jsonl``: one JSON object per logged step, appended and flushed as training goes.
+"""The metrics log (``metrics.jsonl`` in a run folder): one JSON object per logged step, appended and flushed as training goes.
 
 Each line is ``{"step": int, "loss": float, <metric>: float, …, "lr": float, "images_per_s": float,
 "time": seconds since the run began}``; evaluation during training adds lines with ``test_*`` keys.
@@ -12,9 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from revkit.train.checkpoint import atomic_write
-
-METRICS_FILE = "metrics.jsonl"
+from revkit.runtime.files import atomic_write
 
 
 class WindowMeans:
@@ -44,10 +42,12 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsLog:
-    """Appends records to ``<run_dir>/metrics.jsonl`` (``run_dir=None``: keeps them in memory only)."""
+    """Appends records to the JSON-lines file ``path`` (None: keeps them in memory only)."""
 
-    def __init__(self, run_dir: Path | None):
-        self.path = None if run_dir is None else Path(run_dir) / METRICS_FILE
+    def __init__(self, path: Path | None):
+        self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = []
 
     def write(self, record: dict[str, Any]) -> None:

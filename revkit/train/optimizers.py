@@ -12,7 +12,7 @@ import torch
 from torch.optim import AdamW
 
 from revkit.errors import RevkitError
-from revkit.flow import Flow
+from revkit.model import Model
 from revkit.objectives.base import Objective
 from revkit.train.settings import TrainSettings
 
@@ -46,7 +46,7 @@ def group_settings(objective: Objective, group: str, settings: TrainSettings) ->
 
 
 def make_optimizers(
-    flow: Flow, objective: Objective, settings: TrainSettings
+    flow: Model, objective: Objective, settings: TrainSettings
 ) -> tuple[dict[str, AdamW], dict[str, dict[str, float]]]:
     """AdamW optimizers keyed by group name, in ``objective.update_order()``, and each group's settings.
 

@@ -1,8 +1,8 @@
-"""What the trainer and the final evaluation read from a spec's ``[train]`` and ``[eval]`` tables.
+"""What the trainer reads from a spec's ``[train]`` table.
 
-The trainer depends on these protocols rather than on the spec's pydantic models, so it can be
-driven from code (or tests) with any object that has the attributes; the spec's ``train`` and
-``eval`` sections satisfy them.
+The trainer depends on this protocol rather than on the spec's pydantic model, so it can be driven
+from code (or tests) with any object that has the attributes; the spec's ``train`` section satisfies
+it. (Evaluation takes the spec's ``EvalSpec`` itself.)
 """
 
 from __future__ import annotations
@@ -32,20 +32,3 @@ class TrainSettings(Protocol):
     eval_every: int
     time_limit_minutes: float
     compile: bool  # optional: False when absent; torch.compile the flow's network
-
-
-class EvalSettings(Protocol):
-    """The ``[eval]`` table."""
-
-    samples: int
-    temperature: float
-    reconstructions: int
-    test_batches: int
-    pictures: list[str] | None
-    scores: list[str]
-    score_samples: int
-    interpolation_pairs: int
-    interpolation_steps: int
-    sweep_dims: int
-    sweep_steps: int
-    inception_weights: str | None

@@ -5,13 +5,13 @@ One *step* runs the updates the objective names for it, in order; for each group
 several critic updates per step return other lists):
 
 1. zero ``g``'s gradients,
-2. ``out = objective.losses(flow, batch, update=g)`` (through ``DistributedDataParallel`` when
+2. ``out = objective.losses(model, batch, update=g)`` (through ``DistributedDataParallel`` when
    several processes train, see :mod:`revkit.train.distributed`),
 3. if the loss (averaged over the processes) is NaN or infinite: stop or skip (below); else
    ``out.loss.backward()``,
 4. if ``g``'s global gradient norm is not finite: stop or skip; else clip ``g``'s gradients to
    global norm ``grad_clip`` (when > 0),
-5. step ``g``'s Adam optimizer, then ``flow.prior.after_step()`` (constraints such as std ≥ 0),
+5. step ``g``'s Adam optimizer, then ``model.prior.after_step()`` (constraints such as std ≥ 0),
 
 and then every group's learning-rate schedule advances by one.
 
@@ -22,7 +22,9 @@ checkpoint is written, so the last good one stays ``latest``. With ``"skip"`` th
 out, the step still counts, and ``skipped_updates`` (in ``metrics.jsonl``, the checkpoint and
 ``metrics.json``) counts the updates skipped so far. Before the first step of a fresh run
 the trainer runs one forward pass over a training batch in train mode (data-dependent
-initialisation such as actnorm's) and calls ``flow.prior.init_from_data(z, y)`` with its encodings.
+initialisation such as actnorm's, through :meth:`~revkit.model.Model.latent`) and calls
+``model.prior.init_from_data(z, y)`` with its encodings. The model is any :class:`~revkit.model.Model`;
+the checkpoint keeps its weights under the key ``flow`` (the format predates model kinds).
 
 Logged names: the first group's loss is ``loss`` and its metrics keep their names; a later group
 ``g`` logs ``g_loss`` and ``g_<metric>``; likewise ``lr`` and ``g_lr``.
@@ -34,21 +36,20 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import torch
 
 from revkit.errors import CheckpointError, RevkitError
-from revkit.eval.likelihood import evaluate_split, to_device
-from revkit.flow import Flow
+from revkit.model import Model
 from revkit.objectives.base import Objective
+from revkit.runtime.device import resolve_device, to_device
+from revkit.runtime.seeding import rng_state, seed_everything, set_rng_state
 from revkit.train.batches import BatchStream
-from revkit.train.checkpoint import CHECKPOINT_DIR, KEEP_LAST, save_checkpoint
-from revkit.train.compiled import compile_flow
-from revkit.train.device import resolve_device
+from revkit.train.compiled import compile_model
 from revkit.train.distributed import Distributed
 from revkit.train.divergence import first_nonfinite_output, nonfinite_gradients
 from revkit.train.interrupt import INTERRUPTED, TERMINATED, StopRequest, stop_on_signals
@@ -56,12 +57,28 @@ from revkit.train.metrics import MetricsLog, WindowMeans
 from revkit.train.optimizers import make_optimizers
 from revkit.train.progress import Progress
 from revkit.train.schedule import make_scheduler
-from revkit.train.seeding import rng_state, seed_everything, set_rng_state
 from revkit.train.settings import TrainSettings
 
 #: why a call to :meth:`Trainer.fit` returned (also ``INTERRUPTED`` and ``TERMINATED``: a signal).
 COMPLETED, TIME_LIMIT = "completed", "time_limit"
-__all__ = ["COMPLETED", "INTERRUPTED", "TERMINATED", "TIME_LIMIT", "TrainResult", "Trainer", "TrainingDiverged"]
+#: checkpoints kept when ``train.keep_checkpoints`` is absent from the settings.
+KEEP_LAST = 3
+__all__ = ["COMPLETED", "INTERRUPTED", "TERMINATED", "TIME_LIMIT", "RunFiles", "TrainResult", "Trainer",
+           "TrainingDiverged"]
+
+
+class RunFiles(Protocol):
+    """Where the trainer writes (the run layer's :class:`~revkit.runs.RunFolder` is one): the metrics
+    log it appends a line to per logged step, and the checkpoint store."""
+
+    @property
+    def metrics_log(self) -> Path: ...
+
+    def save_checkpoint(self, state: dict[str, Any], keep: int) -> Path: ...
+
+
+#: evaluation during training (``train.eval_every``): the model's test metrics on ``device``.
+Evaluate = Callable[[torch.device], dict[str, float]]
 
 
 class TrainingDiverged(RevkitError):
@@ -97,59 +114,55 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains ``flow`` (with its prior) under ``objective``.
+    """Trains ``model`` (with its prior) under ``objective``.
 
     Args:
-        flow: the model; moved to the device.
+        model: the model (:class:`~revkit.model.Model`); moved to the device.
         objective: the losses and parameter groups; moved to the device.
         train_loader: re-iterable ``(x, y)`` batches (a ``DataLoader``).
         settings: the ``[train]`` table.
-        test_loader: batches for evaluation during training (``eval_every``).
-        run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go (None: nothing is written; pass
-            None on every process but rank 0).
+        evaluate: evaluation during training (``eval_every``): returns test metrics, logged as
+            ``test_<name>``; None: no evaluation during training.
+        files: where the metrics log and the checkpoints go (None: nothing is written; pass None
+            on every process but rank 0).
         spec_text: the spec as run, stored in every checkpoint.
-        eval_batches: batches per evaluation during training (0: the whole test split).
         progress_stream: where progress goes (stderr by default; nowhere on ranks other than 0).
         dist: the process group (default: a single process); the trainer shards ``train_loader``.
     """
 
     def __init__(
         self,
-        flow: Flow,
+        model: Model,
         objective: Objective,
         train_loader: Iterable[Any],
         settings: TrainSettings,
         *,
-        test_loader: Iterable[Any] | None = None,
-        run_dir: Path | None = None,
+        evaluate: Evaluate | None = None,
+        files: RunFiles | None = None,
         spec_text: str = "",
-        eval_batches: int = 0,
         progress_stream: TextIO | None = None,
         dist: Distributed | None = None,
     ):
         self.settings = settings
         self.dist = dist or Distributed()
         self.device = resolve_device(self.dist.device(settings.device))
-        self.flow = flow.to(self.device)
+        self.model = model.to(self.device)
         if getattr(settings, "compile", False):
-            compile_flow(self.flow)
+            compile_model(self.model)
         self.objective = objective.to(self.device)
-        self.test_loader = test_loader
-        self.run_dir = None if run_dir is None else Path(run_dir)
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.evaluate = evaluate
+        self.files = files
         self.spec_text = spec_text
-        self.eval_batches = int(eval_batches)
         self.progress_stream = progress_stream if self.dist.is_main else open(os.devnull, "w")  # noqa: SIM115
         self.order = list(objective.update_order())
-        self.optimizers, self.group_settings = make_optimizers(self.flow, self.objective, settings)
+        self.optimizers, self.group_settings = make_optimizers(self.model, self.objective, settings)
         self.schedulers = {g: make_scheduler(opt, settings) for g, opt in self.optimizers.items()}
         self.stream = BatchStream(self.dist.shard_loader(train_loader), settings.seed)  # type: ignore[arg-type]
         self.keep = int(getattr(settings, "keep_checkpoints", KEEP_LAST))
         self.on_nonfinite = str(getattr(settings, "on_nonfinite", "stop"))
         self.skipped = 0  # updates skipped for a non-finite loss or gradient, over the whole run
         self._step_module: torch.nn.Module | None = None
-        self.metrics = MetricsLog(self.run_dir)
+        self.metrics = MetricsLog(None if files is None else files.metrics_log)
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (from a checkpoint)
         self.initialized = False
@@ -161,21 +174,17 @@ class Trainer:
     def _prefix(self, group: str) -> str:
         return "" if group == self.order[0] else f"{group}_"
 
-    @property
-    def checkpoint_dir(self) -> Path | None:
-        return None if self.run_dir is None else self.run_dir / CHECKPOINT_DIR
-
     # -- one step ---------------------------------------------------------------------------
     @torch.no_grad()
     def initialize(self) -> None:
         """Data-dependent initialisation: a forward pass in train mode on the first training batch
-        (actnorm and the like), then ``flow.prior.init_from_data`` on encodings of at least
+        (actnorm and the like), then ``model.prior.init_from_data`` on encodings of at least
         ``prior.init_samples`` training examples (the first batch's when it asks for fewer)."""
         x, y = to_device(self.stream.peek(), self.device)[:2]
         x, y = self.dist.gather(x), self.dist.gather(y)  # every rank initialises on the global batch
-        self.flow.train()
-        z, _ = self.flow(x, self.flow.context(y))
-        prior = self.flow.prior
+        self.model.train()
+        z = self.model.latent(x, y)
+        prior = self.model.prior
         if prior is not None:
             z, y = self._encodings(int(getattr(prior, "init_samples", 0)), z, y)
             prior.init_from_data(z, y)
@@ -188,32 +197,32 @@ class Trainer:
         if wanted <= z.shape[0]:
             return z, y
         codes, labels, count = [], [], 0
-        self.flow.eval()
+        self.model.eval()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.settings.seed)
             for batch in self.stream.loader:
                 bx, by = to_device(batch, self.device)[:2]
                 bx, by = self.dist.gather(bx), self.dist.gather(by)
-                codes.append(self.flow(bx, self.flow.context(by))[0])
+                codes.append(self.model.latent(bx, by))
                 labels.append(by)
                 count += bx.shape[0]
                 if count >= wanted:
                     break
-        self.flow.train()
+        self.model.train()
         return torch.cat(codes)[:wanted], torch.cat(labels)[:wanted]
 
     @property
     def step_module(self) -> torch.nn.Module:
-        """The flow and objective as one module (in ``DistributedDataParallel`` across processes),
+        """The model and objective as one module (in ``DistributedDataParallel`` across processes),
         built on first use: after initialisation or a restore, whose weights it then shares."""
         if self._step_module is None:
-            self._step_module = self.dist.wrap(self.flow, self.objective, self.device)
+            self._step_module = self.dist.wrap(self.model, self.objective, self.device)
         return self._step_module
 
     def train_step(self, batch: Any) -> dict[str, float]:
         """Run every update of one step on ``batch`` (this process's share of the global batch);
         returns the losses and metrics by logged name, averaged over the processes."""
-        self.flow.train()
+        self.model.train()
         self.objective.train()
         values: dict[str, float] = {}
         for group in self.objective.updates_at(self.step):
@@ -235,8 +244,8 @@ class Trainer:
             if clip > 0:
                 torch.nn.utils.clip_grads_with_norm_(params, clip, norm)
             optimizer.step()
-            if self.flow.prior is not None:
-                self.flow.prior.after_step()
+            if self.model.prior is not None:
+                self.model.prior.after_step()
             prefix = self._prefix(group)
             values[f"{prefix}loss"] = float(loss)
             values.update({f"{prefix}{k}": float(v) for k, v in out.metrics.items()})
@@ -256,11 +265,11 @@ class Trainer:
             return
         if "gradient" in what:  # the forward pass was finite: name the parameters instead
             mine = {id(p) for pg in self.optimizers[group].param_groups for p in pg["params"]}
-            named = [*self.flow.named_parameters(prefix="flow"), *self.objective.named_parameters(prefix="objective")]
+            named = [*self.model.named_parameters(prefix="flow"), *self.objective.named_parameters(prefix="objective")]
             bad = nonfinite_gradients((n, p) for n, p in named if id(p) in mine)
             where = f"first non-finite gradients: {', '.join(bad) or '?'}"
         else:
-            where = first_nonfinite_output(self.flow, self.objective, batch, group)
+            where = first_nonfinite_output(self.model, self.objective, batch, group)
         if self.dist.enabled:
             found = self.dist.all_objects(where)
             where = next((f"{w} (rank {r})" for r, w in enumerate(found) if "went non-finite" in w),
@@ -346,9 +355,9 @@ class Trainer:
         return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
 
     def evaluate_during_training(self, started: float) -> None:
-        if self.test_loader is None or not self.dist.is_main:
+        if self.evaluate is None or not self.dist.is_main:
             return
-        means, _ = evaluate_split(self.flow, self.objective, self.test_loader, self.device, self.eval_batches)
+        means = self.evaluate(self.device)
         self.metrics.write({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
                             "time": self.elapsed + time.monotonic() - started})
 
@@ -357,7 +366,7 @@ class Trainer:
         """Everything a resumed run needs, as plain data."""
         return {
             "step": self.step,
-            "flow": self.flow.state_dict(),
+            "flow": self.model.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizers": {g: opt.state_dict() for g, opt in self.optimizers.items()},
             "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
@@ -369,7 +378,7 @@ class Trainer:
         }
 
     def save(self, seconds: float | None = None) -> Path | None:
-        """Write a checkpoint of the current step into ``run_dir/checkpoints`` (if there is a run dir).
+        """Write a checkpoint of the current step to the run's files (if there are any).
 
         Across processes every rank calls this at the same step: the ranks' random states are
         gathered into ``rng_ranks`` and rank 0 writes the file."""
@@ -377,9 +386,9 @@ class Trainer:
         if self.dist.enabled:
             state["rng_ranks"] = self.dist.all_objects(state["rng"])
         self.saved_step = self.step
-        if self.checkpoint_dir is None:
+        if self.files is None:
             return None
-        self.last_checkpoint = save_checkpoint(self.checkpoint_dir, state, keep=self.keep)
+        self.last_checkpoint = self.files.save_checkpoint(state, keep=self.keep)
         return self.last_checkpoint
 
     def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
@@ -390,7 +399,7 @@ class Trainer:
                 objective or set of parameter groups.
         """
         try:
-            self.flow.load_state_dict(state["flow"])
+            self.model.load_state_dict(state["flow"])
             self.objective.load_state_dict(state["objective"])
         except RuntimeError as exc:
             detail = " ".join(str(exc).split())

@@ -18,10 +18,10 @@ encoder gives :math:`μ, \log σ` (and a context :math:`h`), and
 ``affine_coupling``, ``permute``, …) in the direction :math:`z_0 → z_K`; an empty one is the plain
 VAE. Bounds on :math:`\log p(x)` are in :mod:`revkit.vae.bounds`.
 
-The model also offers the calls that the trainer and the run's evaluation make of a flow
-(``prior``, ``context``, ``encode``, ``decode``, ``sample``, ``input_shape``, ``conditional``,
-``classes``), with the VAE's meaning: ``encode`` is the posterior's flow applied to :math:`μ`,
-``decode`` the Bernoulli means :math:`σ(\ell(z))`, ``forward`` one posterior draw.
+The model implements the model contract (:class:`revkit.model.Model`) with the VAE's meaning:
+``encode`` is the posterior's flow applied to :math:`μ`, ``decode`` the Bernoulli means
+:math:`σ(\ell(z))`, ``latent`` (and ``forward``) one posterior draw, ``log_prob`` the ELBO with one
+draw (a lower bound: ``exact_likelihood = False``), and the layer table lists the posterior flow.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from revkit.invertible import Shape
+from revkit.model import Model
 from revkit.priors.standard_normal import StandardNormal
 from revkit.sequential import Sequential
+from revkit.summary import chain_rows, describe, fmt_shape, parameter_count
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -49,7 +51,7 @@ class Posterior:
     context: Tensor | None
 
 
-class VAE(nn.Module):
+class VAE(Model):
     r"""VAE with a flow posterior (see the module docstring).
 
     Args:
@@ -62,6 +64,7 @@ class VAE(nn.Module):
 
     conditional = False
     classes = 0
+    exact_likelihood = False
 
     def __init__(self, input_shape: Shape, latent: int, encoder: nn.Module, decoder: nn.Module,
                  posterior_flow: Sequential | None = None):
@@ -108,7 +111,7 @@ class VAE(nn.Module):
         s, b, d = z.shape
         return self.prior.log_prob(z.reshape(s * b, d)).reshape(s, b)
 
-    # -- what the trainer and the evaluation call -------------------------------------------
+    # -- the model contract -----------------------------------------------------------------
     def context(self, y: Tensor | None) -> Tensor | None:
         """A VAE takes no class context."""
         return None
@@ -117,6 +120,15 @@ class VAE(nn.Module):
         """One posterior draw per image: ``(z_K [B, D], log q(z_K|x) [B])``."""
         z, log_q = self.draw(self.posterior(x), 1)
         return z[0], log_q[0]
+
+    def latent(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """One posterior draw per image, ``z_K [B, D]``, as a training step draws it."""
+        return self(x)[0]
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The ELBO with one posterior draw, ``[B]``: a lower bound on ``log p(x)``."""
+        z, log_q = self.draw(self.posterior(x), 1)
+        return (self.log_likelihood(x, z) + self.log_prior(z) - log_q)[0]
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """The posterior's flow applied to the encoder's mean: ``[B, D]``."""
@@ -134,3 +146,27 @@ class VAE(nn.Module):
     def describe(self) -> str:
         steps = " → ".join(b.describe() for b in self.posterior_flow) or "none"
         return f"VAE(latent {self.latent_shape[0]}, posterior flow: {steps})"
+
+    def graph(self) -> str:
+        return describe(self.posterior_flow)
+
+    def layer_chain(self) -> tuple[Sequential, Shape]:
+        return self.posterior_flow, self.latent_shape
+
+    def summary(self) -> str:
+        """The posterior flow's graph and table, and the parameter counts of the encoder, the decoder
+        and the flow."""
+        from_shape = fmt_shape(self.latent_shape)
+        lines = [
+            f"VAE: encoder → N(μ, σ²) on {from_shape} → posterior flow (K = {self.flow_steps}) → decoder",
+            f"posterior flow: {self.graph()}",
+            f"input {fmt_shape(self.input_shape)} → latent {from_shape}",
+            "",
+        ]
+        for row in chain_rows(self.posterior_flow, self.latent_shape):
+            lines.append(f"  {row.index:>3}  {row.description:<28} {fmt_shape(row.input_shape):>6} → "
+                         f"{fmt_shape(row.output_shape):<6} {row.parameters:>10,}")
+        parts = {"encoder": self.encoder, "posterior flow": self.posterior_flow, "decoder": self.decoder}
+        counts = ", ".join(f"{name} {parameter_count(m):,}" for name, m in parts.items())
+        lines.append(f"total parameters: {parameter_count(self):,} ({counts})")
+        return "\n".join(lines)

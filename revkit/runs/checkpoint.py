@@ -15,10 +15,8 @@ saving leaves at most a ``.step-….tmp`` file behind, which the next save remov
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import torch
 
 from revkit.errors import CheckpointError
+from revkit.runtime.files import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -71,34 +70,6 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(v, f"{where}[{i}]")
         return
     raise TypeError(f"checkpoint entry {where} is a {type(value).__name__}; only plain data may be saved")
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, fsync it and rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on every platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(folder: Path, state: dict[str, Any], keep: int = KEEP_LAST) -> Path:
@@ -160,7 +131,6 @@ def _reason(exc: BaseException) -> str:
     if detail:
         return detail.group(1).strip().rstrip(".")
     return text.splitlines()[0].strip() if text else type(exc).__name__
-
 
 
 def _is_refused_object(exc: BaseException) -> bool:

@@ -1,4 +1,4 @@
-r"""The evidence lower bound of a :class:`~revkit.vae.model.VAE`, with optional linear KL warm-up.
+r"""The evidence lower bound of a :class:`~revkit.vae.model.VAE` (the objective ``"elbo"``), with optional linear KL warm-up.
 
 Training minimises, per image and averaged over the batch,
 

@@ -1,7 +1,9 @@
-"""A whole run from a validated spec: run folder, build, train (or resume), final evaluation.
+"""Running a spec: run folder, build, train (or resume), final evaluation, ``metrics.json``.
 
 This is what ``revkit run`` calls; it sits above the builder, the data loaders, the trainer and
-the evaluation. Under ``torchrun`` (or ``revkit run --nproc N``) every process calls it: rank 0
+the evaluation, which never import each other: it hands the trainer the run folder
+(:class:`~revkit.runs.folder.RunFolder`, for the metrics log and the checkpoints) and the evaluation
+during training as a function, and the final evaluation the folder to draw its pictures into. Under ``torchrun`` (or ``revkit run --nproc N``) every process calls it: rank 0
 chooses and writes the run folder, loads the checkpoint to resume and broadcasts it, and alone runs
 the final evaluation; the others train their share of each batch and return without metrics.
 """
@@ -16,19 +18,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
 from revkit.build import build
 from revkit.data.loaders import make_loaders
 from revkit.errors import CheckpointError
+from revkit.eval.likelihood import evaluate_split
 from revkit.eval.report import evaluate_run
+from revkit.model import Model
+from revkit.objectives.base import Objective
+from revkit.runs.folder import RunFolder, choose_run_folder
+from revkit.runtime.seeding import seed_everything
 from revkit.spec import Spec
 from revkit.summary import parameter_count
-from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from revkit.train.distributed import Distributed, check_batch_size
 from revkit.train.interrupt import INTERRUPTED, TERMINATED
-from revkit.train.metrics import METRICS_FILE, read_metrics
-from revkit.train.rundir import choose_run_dir, prepare_run_dir, write_spec
-from revkit.train.seeding import seed_everything
-from revkit.train.trainer import TIME_LIMIT, Trainer, TrainResult
+from revkit.train.metrics import read_metrics
+from revkit.train.trainer import TIME_LIMIT, Evaluate, Trainer, TrainResult
 
 #: spec sections that decide the model a checkpoint belongs to.
 MODEL_SECTIONS = ("model", "prior", "objective")
@@ -77,16 +83,25 @@ def _quiet(text: str) -> None:
     """Status lines of ranks other than 0 go nowhere."""
 
 
-def resumable_state(run_dir: Path, spec: Spec) -> tuple[Path, dict[str, Any]]:
-    """The latest checkpoint of ``run_dir`` and its contents, checked against ``spec``.
+def resumable_state(folder: RunFolder, spec: Spec) -> tuple[Path, dict[str, Any]]:
+    """The latest checkpoint of ``folder`` and its contents, checked against ``spec``.
 
     Raises:
         CheckpointError: no checkpoint, an unreadable one, or one of another model.
     """
-    path = latest_checkpoint(run_dir / CHECKPOINT_DIR)
-    state = load_checkpoint(path)
+    path, state = folder.load_latest()
     check_same_model(str(state["spec"]), spec, path)
     return path, state
+
+
+def evaluation_during_training(model: Model, objective: Objective, loader: Any, batches: int) -> Evaluate:
+    """The trainer's evaluation during training: the objective's test metrics (means over ``batches``
+    test batches; 0: the whole split)."""
+
+    def evaluate(device: torch.device) -> dict[str, float]:
+        return evaluate_split(model, objective, loader, device, batches)[0]
+
+    return evaluate
 
 
 def run_spec(
@@ -123,26 +138,28 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     if not dist.is_main:
         say = _quiet
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-    run_dir = dist.on_main(choose_run_dir, spec, spec_path, out, resume)
+    folder = dist.on_main(choose_run_folder, spec, spec_path, out, resume)
+    run_dir = folder.path
     seed_everything(spec.train.seed)
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
     check_batch_size(spec.data.batch_size, dist.world)
-    dist.on_main(prepare_run_dir, run_dir, resume)  # after building: a spec or data error leaves no empty folder
-    trainer = Trainer(built.flow, built.objective, train_loader, spec.train, test_loader=test_loader,
-                      run_dir=run_dir if dist.is_main else None, spec_text=spec.to_toml(),
-                      eval_batches=spec.eval.test_batches, progress_stream=progress_stream, dist=dist)
+    dist.on_main(folder.prepare, resume)  # after building: a spec or data error leaves no empty folder
+    evaluate = evaluation_during_training(built.model, built.objective, test_loader, spec.eval.test_batches)
+    trainer = Trainer(built.model, built.objective, train_loader, spec.train, evaluate=evaluate,
+                      files=folder if dist.is_main else None, spec_text=spec.to_toml(),
+                      progress_stream=progress_stream, dist=dist)
     if resume:
-        path, state = dist.on_main(resumable_state, run_dir, spec)
+        path, state = dist.on_main(resumable_state, folder, spec)
         trainer.load_state_dict(state, source=path)
         say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
     else:
         say(f"run folder: {run_dir}")
     if dist.is_main:
-        write_spec(run_dir, spec)
+        folder.write_spec(spec)
     processes = f" × {dist.world} processes" if dist.enabled else ""
     say(f"training on {trainer.device}{processes} for {spec.train.steps} steps "
-        f"({parameter_count(built.flow):,} parameters)")
+        f"({parameter_count(built.model):,} parameters)")
     result = trainer.fit()
     if result.stopped in (INTERRUPTED, TERMINATED):
         signal_name = "SIGINT" if result.stopped == INTERRUPTED else "SIGTERM"
@@ -161,14 +178,14 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
         "wall_clock_s": round(time.monotonic() - started, 3),  # this invocation: setup and training
         "device": str(trainer.device),
         "processes": dist.world,
-        "parameters": parameter_count(built.flow) + parameter_count(built.objective),
+        "parameters": parameter_count(built.model) + parameter_count(built.objective),
     }
     if spec.train.on_nonfinite == "skip":
         budget["skipped_updates"] = trainer.skipped
-    metrics_file = run_dir / METRICS_FILE
-    records = read_metrics(metrics_file) if metrics_file.exists() else []
-    metrics = evaluate_run(built.flow, built.objective, test_loader, spec.eval, run_dir, trainer.device,
+    records = read_metrics(folder.metrics_log) if folder.metrics_log.exists() else []
+    metrics = evaluate_run(built.model, built.objective, test_loader, spec.eval, run_dir, trainer.device,
                            budget, records, source=built.source, log=say)
+    folder.write_metrics(metrics)
     main = metrics.get(metrics["main_metric"])
     if isinstance(main, float):
         say(f"{metrics['main_metric']}: {main:.4f}")
