@@ -97,8 +97,9 @@ A subclass of revkit's :class:`revkit.blocks.Coupling`: a mask splits ``x`` into
     y_c = x_c, \\qquad y_a = x_a + t(x_c), \\qquad \\log|\\det ∂y/∂x| = 0,
 
 and the inverse is :math:`x_a = y_a - t(y_c)`. Replace the two half-couplings (and ``P``) with your
-maths; masks, context, shape checks and a memory-saving backward that evaluates the network once come
-from ``Coupling``.
+maths; the channel mask, context, shape checks and a memory-saving backward that evaluates the network
+once come from ``Coupling`` (declare ``mask: MaskKind`` and ``flip: bool`` in the ``Params`` and pass
+them on to let a spec choose the mask).
 """
 
 from __future__ import annotations
@@ -106,13 +107,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks import BlockParams, Coupling, MaskKind, Shape
+from revkit.blocks import BlockParams, Coupling, Shape
 
 
 class {cls}Params(BlockParams):
     hidden: int = Field(64, gt=0, description="width of the coupling network")
-    mask: MaskKind = Field("channel", description="'channel' or 'checkerboard'")
-    flip: bool = Field(False, description="transform the other half")
 
 
 class {cls}(Coupling):
@@ -122,12 +121,8 @@ class {cls}(Coupling):
     block_name = "{block}"
     volume_preserving = True
 
-    def __init__(
-        self, input_shape: Shape, *, hidden: int = 64, mask: MaskKind = "channel", flip: bool = False,
-        context_size: int = 0,
-    ):
-        super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size,
-                         parameters_per_entry=1)
+    def __init__(self, input_shape: Shape, *, hidden: int = 64, context_size: int = 0):
+        super().__init__(input_shape, hidden=hidden, context_size=context_size, parameters_per_entry=1)
 
     def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
         """:math:`y_a = x_a + t`; the log-derivative is 0 (None)."""
