@@ -7,110 +7,71 @@ from its output. :func:`run_memory_saving` runs a chain of blocks ``f_n ∘ … 
 (and the blocks' RNG states); in the backward pass it walks the blocks in reverse, and for each
 block :math:`f_i` with output :math:`y_i` and incoming gradients :math:`(∂L/∂y_i, ∂L/∂\ell)`
 (:math:`\ell = \sum_i \log|\det J_{f_i}|`, so every block sees the same :math:`∂L/∂\ell`) calls
-:meth:`~revkit.Invertible.reverse_grad`, which
+:func:`reverse_grad`, which
 
 1. rebuilds :math:`y_{i-1} = f_i^{-1}(y_i)`,
 2. returns :math:`∂L/∂y_{i-1}` and the gradients of the block's parameters (and of ``context``).
 
-The generic :meth:`~revkit.Invertible.reverse_grad` inverts without a graph and re-runs the forward
-with one (two forward evaluations of the block's networks per backward). Couplings and RevBlocks
-override it: their inverse evaluates the very networks the backward needs, at the very inputs, so
-they evaluate each network once, with a graph, and reuse it (:func:`backprop`). Peak memory is then
-one block's graph plus a few tensors of the chain's width, whatever the depth.
+This module is the only place that knows about freeing and rebuilding activations; the blocks are
+pure maths. :func:`reverse_grad` dispatches on what a block offers: a block with the optional
+``inverse_and_vjp`` method (:class:`revkit.invertible.InverseAndVJP`: couplings, RevBlocks, actnorm,
+the 1×1 convolution) rebuilds its input and back-propagates in one step, evaluating each of its
+networks once — a coupling's inverse evaluates the very network the backward needs, at the very
+input. Any other block goes through :func:`recompute_reverse_grad`: invert without a graph, re-run
+``forward`` with one (two evaluations of its networks). Peak memory is then one block's graph plus
+a few tensors of the chain's width, whatever the depth.
 
 Gradients equal plain autograd's up to the round-off of the reconstruction (the conformance kit's
 ``memory_saving`` check: 1e-5 in float32, 1e-10 in float64). The state of the random number
 generators before each block's forward is restored (in a forked RNG, so the caller's stream is
 untouched) while that block is rebuilt, so stochastic sub-networks (dropout) see the same draws.
+
+Imports: :mod:`revkit.invertible` only. A chain (:class:`~revkit.Sequential`) is recognised by
+duck typing: a block whose ``plain_members()`` returns its members (rather than None) is expanded
+into them.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from revkit.invertible import InverseVJP, context_leaf, leaf, trainable_parameters, vjp
+
 __all__ = [
-    "ReverseGrad",
-    "backprop",
-    "context_leaf",
-    "leaf",
     "leaf_blocks",
     "recompute_reverse_grad",
+    "reverse_grad",
     "run_memory_saving",
-    "trainable_parameters",
 ]
-
-
-@dataclass
-class ReverseGrad:
-    """What :meth:`~revkit.Invertible.reverse_grad` returns for a block ``f`` with output ``y``.
-
-    Attributes:
-        x: the rebuilt input :math:`f^{-1}(y)`, detached.
-        grad_x: :math:`∂L/∂x`, or None when not asked for.
-        grad_context: :math:`∂L/∂c` through this block, or None (no context, or it needs none).
-        grad_params: gradients of :func:`trainable_parameters` of the block, in that order (None for
-            a parameter the block's output does not depend on).
-    """
-
-    x: Tensor
-    grad_x: Tensor | None
-    grad_context: Tensor | None
-    grad_params: tuple[Tensor | None, ...]
-
-
-def trainable_parameters(block: nn.Module) -> list[nn.Parameter]:
-    """The parameters of ``block`` that require gradients, in ``block.parameters()`` order."""
-    return [p for p in block.parameters() if p.requires_grad]
 
 
 def _zero_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
-def backprop(
+def reverse_grad(
     block: nn.Module,
-    outputs: Sequence[Tensor],
-    grad_outputs: Sequence[Tensor | None],
-    inputs: Sequence[Tensor],
-    context: Tensor | None,
-) -> tuple[list[Tensor | None], Tensor | None, tuple[Tensor | None, ...]]:
-    """Vector–Jacobian product of a recomputed local graph.
+    y: Tensor,
+    grad_y: Tensor,
+    grad_logdet: Tensor | None,
+    context: Tensor | None = None,
+) -> InverseVJP:
+    r"""One step of the memory-saving backward pass through ``block`` (``f``) with output ``y``.
 
-    ``outputs`` were computed with a graph from the leaves ``inputs`` (detached tensors with
-    ``requires_grad``), ``context`` and the block's parameters. Returns ``(grads of inputs, grad of
-    context or None, grads of trainable_parameters(block))``; outputs whose gradient is None are
-    skipped, and leaves they do not reach get None.
+    Returns :math:`x = f^{-1}(y)` and the vector–Jacobian product of ``f`` at ``x`` with
+    :math:`(∂L/∂y, ∂L/∂\ell)` (:class:`~revkit.invertible.InverseVJP`). Uses the block's own
+    ``inverse_and_vjp`` when it has one (one evaluation of its networks), else
+    :func:`recompute_reverse_grad` (two). Only called for blocks with ``analytic_inverse = True``.
     """
-    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None and o.requires_grad]
-    params = trainable_parameters(block)
-    wants_context = context is not None and context.requires_grad
-    targets: list[Tensor] = [*inputs, *params, *([context] if wants_context else [])]
-    if not pairs:
-        return [None] * len(inputs), None, (None,) * len(params)
-    grads = torch.autograd.grad(
-        [o for o, _ in pairs], targets, [g for _, g in pairs], allow_unused=True
-    )
-    n = len(inputs)
-    grad_context = grads[-1] if wants_context else None
-    return list(grads[:n]), grad_context, tuple(grads[n:n + len(params)])
-
-
-def leaf(t: Tensor) -> Tensor:
-    """``t`` detached from its graph as a new leaf that requires gradients."""
-    return t.detach().requires_grad_(True)
-
-
-def context_leaf(context: Tensor | None) -> Tensor | None:
-    """The context as a graph leaf when gradients must reach it, else detached."""
-    if context is None:
-        return None
-    return leaf(context) if context.requires_grad else context.detach()
+    own = getattr(block, "inverse_and_vjp", None)
+    if callable(own):
+        return own(y, grad_y, grad_logdet, context)
+    return recompute_reverse_grad(block, y, grad_y, grad_logdet, context)
 
 
 def recompute_reverse_grad(
@@ -119,33 +80,36 @@ def recompute_reverse_grad(
     grad_y: Tensor,
     grad_logdet: Tensor | None,
     context: Tensor | None = None,
-) -> ReverseGrad:
-    """The generic :meth:`~revkit.Invertible.reverse_grad`: ``x = f⁻¹(y)`` without a graph, then
+) -> InverseVJP:
+    """The generic :func:`reverse_grad` for any block: ``x = f⁻¹(y)`` without a graph, then
     ``f(x)`` again with one and its vector–Jacobian product. Two evaluations of ``f``'s networks;
-    blocks whose inverse already computes what the backward needs override it."""
+    blocks whose inverse already computes what the backward needs offer ``inverse_and_vjp``."""
     with torch.no_grad():
         x, _ = block.inverse(y, context)
     x_leaf = leaf(x)
     ctx_leaf = context_leaf(context)
     with torch.enable_grad():
         y_re, logdet = block(x_leaf, ctx_leaf)
-    (grad_x,), grad_context, grad_params = backprop(
+    (grad_x,), grad_context, grad_params = vjp(
         block, [y_re, logdet], [grad_y, grad_logdet], [x_leaf], ctx_leaf
     )
-    return ReverseGrad(x.detach(), _zero_if_none(grad_x, x), grad_context, grad_params)
+    return InverseVJP(x.detach(), _zero_if_none(grad_x, x), grad_context, grad_params)
 
 
 def leaf_blocks(blocks: Sequence[nn.Module]) -> list[nn.Module]:
     """``blocks`` with every plain chain (a :class:`~revkit.Sequential` such as ``glow_step``)
-    expanded into its members, recursively, so each member can use its own ``reverse_grad``."""
-    from revkit.sequential import Sequential
+    expanded into its members, recursively, so each member takes its own :func:`reverse_grad`.
 
+    A plain chain is a block whose ``plain_members()`` returns its members (a chain with a forward
+    of its own returns None and stays whole)."""
     out: list[nn.Module] = []
     for block in blocks:
-        if type(block).forward is Sequential.forward and isinstance(block, Sequential):
-            out.extend(leaf_blocks(list(block.layers)))
-        else:
+        members_of = getattr(block, "plain_members", None)
+        members = members_of() if callable(members_of) else None
+        if members is None:
             out.append(block)
+        else:
+            out.extend(leaf_blocks(list(members)))
     return out
 
 
@@ -200,14 +164,14 @@ class _MemorySavingChain(torch.autograd.Function):
         for i in range(len(ctx.blocks) - 1, -1, -1):
             block = ctx.blocks[i]
             with ctx.rng[i].restored():
-                step = block.reverse_grad(y, grad, grad_logdet, context)
+                step = reverse_grad(block, y, grad, grad_logdet, context)
             per_block.append(step.grad_params)
             if step.grad_context is not None:
                 grad_context = step.grad_context if grad_context is None else grad_context + step.grad_context
             y = step.x
             if step.grad_x is None:
                 if i > 0 or needs_x:
-                    raise RuntimeError(f"{type(block).__name__}.reverse_grad returned no input gradient")
+                    raise RuntimeError(f"the memory-saving backward of {type(block).__name__} returned no input gradient")
             else:
                 grad = step.grad_x
         param_grads = [g for grads in reversed(per_block) for g in grads]

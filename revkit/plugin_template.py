@@ -1,7 +1,8 @@
 """``revkit new-plugin NAME``: write the skeleton of a third-party plugin distribution.
 
 The skeleton is a complete, installable distribution ``revkit-NAME`` with one working block,
-``NAME_coupling`` (an additive coupling on vectors, log-det 0), its hook module, a conformance test that
+``NAME_coupling`` (an additive coupling, log-det 0, written as a short subclass of the public
+:class:`revkit.blocks.Coupling`), its hook module, a conformance test that
 calls :func:`revkit.testing.check_block` and a README::
 
     revkit-NAME/
@@ -84,59 +85,62 @@ from {package}.coupling import {cls}
 
 __all__ = ["{cls}"]
 ''',
-        f"src/{package}/coupling.py": f'''r"""``{block}``: an additive coupling on vectors.
+        f"src/{package}/coupling.py": f'''r"""``{block}``: an additive coupling, on images ``(C, H, W)`` and vectors ``(D,)``.
 
-With ``x = [x1, x2]`` split in halves, :math:`y = [x_1,\\ x_2 + t(x_1)]`, so
-:math:`\\log|\\det ∂y/∂x| = 0`; the inverse is :math:`x_2 = y_2 - t(y_1)`. Replace the maths with yours.
+A subclass of revkit's :class:`revkit.blocks.Coupling`: a mask splits ``x`` into ``x_c`` (kept) and
+``x_a`` (transformed), the coupling network reads ``x_c`` (and the context, if any) and hands
+:meth:`forward_half` ``P`` numbers per transformed entry, ``params [batch, P, *active_shape]``. Here
+``P = 1``, a shift :math:`t`:
+
+.. math::
+
+    y_c = x_c, \\qquad y_a = x_a + t(x_c), \\qquad \\log|\\det ∂y/∂x| = 0,
+
+and the inverse is :math:`x_a = y_a - t(y_c)`. Replace the two half-couplings (and ``P``) with your
+maths; the channel mask, context, shape checks and a memory-saving backward that evaluates the network
+once come from ``Coupling`` (declare ``mask: MaskKind`` and ``flip: bool`` in the ``Params`` and pass
+them on to let a spec choose the mask).
 """
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import BlockParams, Invertible, ShapeError
+from revkit.blocks import BlockParams, Coupling, Shape
 
 
 class {cls}Params(BlockParams):
-    hidden: int = Field(64, gt=0, description="width of the conditioner network")
+    hidden: int = Field(64, gt=0, description="width of the coupling network")
 
 
-class {cls}(Invertible):
-    """``forward(x [batch, D]) -> (y [batch, D], logdet [batch])``, data → latent."""
+class {cls}(Coupling):
+    """``forward(x [batch, *input_shape]) -> (y [batch, *input_shape], logdet [batch])``, data → latent."""
 
     Params = {cls}Params
+    block_name = "{block}"
     volume_preserving = True
-    supported_ranks = (1,)
 
-    def __init__(self, input_shape: tuple[int, ...], hidden: int = 64):
-        super().__init__()
-        if len(input_shape) != 1 or input_shape[0] < 2:
-            raise ShapeError(f"{block} takes vectors (D,) with D ≥ 2, got {{tuple(input_shape)}}")
-        d = input_shape[0]
-        self.half = d // 2
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(self.half, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, d - self.half)
-        )
+    def __init__(self, input_shape: Shape, *, hidden: int = 64, context_size: int = 0):
+        super().__init__(input_shape, hidden=hidden, context_size=context_size, parameters_per_entry=1)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x1, x2 = x[:, : self.half], x[:, self.half :]
-        return torch.cat([x1, x2 + self.net(x1)], 1), self.zero_logdet(x)
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:math:`y_a = x_a + t`; the log-derivative is 0 (None)."""
+        return active + params[:, 0], None
 
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        y1, y2 = y[:, : self.half], y[:, self.half :]
-        return torch.cat([y1, y2 - self.net(y1)], 1), self.zero_logdet(y)
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:math:`x_a = y_a - t`."""
+        return active - params[:, 0], None
 ''',
         f"src/{package}/plugin.py": f'''"""The hooks revkit calls (the module named by the entry point)."""
 
-from revkit.plugins import hookimpl
+from revkit.blocks import Register, hookimpl
 
 from {package}.coupling import {cls}
 
 
 @hookimpl
-def register_blocks(register):
+def register_blocks(register: Register) -> None:
     register("{block}", {cls})
 ''',
         "tests/test_conformance.py": f'''"""``{block}`` honours the revkit block contract (revkit's conformance kit)."""
@@ -145,7 +149,7 @@ from revkit.testing import check_block
 
 
 def test_{block}_conforms():
-    check_block("{block}", shapes=[(2,), (6,)])
+    check_block("{block}", shapes=[(2,), (6,), (2, 4, 4)])
 ''',
     }
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from revkit.invertible import Invertible, Shape
+from revkit.memory_saving import run_memory_saving
 
 
 class Sequential(Invertible):
@@ -93,8 +94,6 @@ class Sequential(Invertible):
         logdet = self.zero_logdet(x)
         for saving, run in self._segments():
             if saving and torch.is_grad_enabled():
-                from revkit.memory_saving import run_memory_saving
-
                 x, ld = run_memory_saving(run, x, context)
                 logdet = logdet + ld
                 continue
@@ -109,6 +108,12 @@ class Sequential(Invertible):
             y, ld = layer.inverse(y, context)
             logdet = logdet + ld
         return y, logdet
+
+    def plain_members(self) -> list[Invertible] | None:
+        """The member blocks when this chain's ``forward`` is exactly their composition (so memory-saving
+        execution may run them one by one, :func:`revkit.memory_saving.leaf_blocks`); None for a
+        subclass with a ``forward`` of its own."""
+        return list(self.layers) if type(self).forward is Sequential.forward else None
 
     def __iter__(self) -> Iterator[Invertible]:
         return iter(self.layers)

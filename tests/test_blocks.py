@@ -13,12 +13,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from pydantic import ValidationError
 
 from revkit.blocks import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
+    Coupling,
     Flatten,
     InvConv1x1,
     Logit,
@@ -569,3 +571,56 @@ def test_logit_float32_round_trip_stays_precise_for_any_alpha(alpha: float) -> N
 def test_logit_keeps_the_boundary_finite_when_alpha_is_positive() -> None:
     y, logdet = Logit((2,), alpha=0.05)(torch.tensor([[0.0, 1.0]]))
     assert torch.isfinite(y).all() and torch.isfinite(logdet).all()
+
+
+# -- the public toolkit ---------------------------------------------------------------------------
+
+
+def test_the_public_toolkit_exports_what_a_block_author_needs() -> None:
+    import revkit.blocks as toolkit
+
+    for name in ["Coupling", "Invertible", "BlockParams", "Shape", "sum_except_batch", "Register", "hookimpl",
+                 "make_mask", "ChannelMask", "CheckerboardMask", "coupling_subnet", "require_rank",
+                 "require_built_shape", "require_context", "require_even_channels", "InverseVJP", "vjp"]:
+        assert name in toolkit.__all__ and hasattr(toolkit, name), name
+
+
+class ScaleShiftShift(Coupling):
+    """``y_a = x_a·e^{s} + t_1 + t_2``: a coupling with three parameters per entry, made per instance."""
+
+    def __init__(self, input_shape: tuple[int, ...], *, hidden: int = 8, mask: str = "channel"):
+        super().__init__(input_shape, hidden=hidden, mask=mask, parameters_per_entry=3)  # type: ignore[arg-type]
+
+    def forward_half(self, active: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        assert params.shape == (active.shape[0], 3, *active.shape[1:])
+        s, t1, t2 = params.unbind(1)
+        return active * s.exp() + t1 + t2, s
+
+    def inverse_half(self, active: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        s, t1, t2 = params.unbind(1)
+        return (active - t1 - t2) * (-s).exp(), -s
+
+
+@pytest.mark.parametrize("shape, mask", [((4, 4, 4), "channel"), ((3, 4, 4), "checkerboard"), ((6,), "channel")])
+def test_a_coupling_subclass_gets_its_parameters_per_entry_shaped_per_entry(shape: tuple[int, ...], mask: str) -> None:
+    torch.manual_seed(0)
+    block = ScaleShiftShift(shape, mask=mask)
+    nn.init.normal_(block.subnet.net[-1].weight, std=0.3)
+    out_features = block.subnet.net[-1].weight.shape[0]
+    assert block.parameters_per_entry == 3 and out_features == 3 * block.mask.active_shape[0]
+    x = torch.randn(5, *shape)
+    y, logdet = block(x)
+    x_back, inverse_logdet = block.inverse(y)
+    torch.testing.assert_close(x_back, x, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logdet + inverse_logdet, torch.zeros(5), rtol=0, atol=1e-5)
+    assert logdet.abs().min() > 0
+
+
+def test_invertible_checks_the_rank_and_the_built_shape_once_for_every_block() -> None:
+    with pytest.raises(ShapeError, match=r"takes vectors \(D,\) or images \(C, H, W\), got per-sample shape "
+                                         r"\(2, 3\); put a flatten or reshape before it"):
+        ActNorm((2, 3))
+    block = ActNorm((4, 2, 2))
+    assert block.output_shape((4, 2, 2)) == (4, 2, 2)
+    with pytest.raises(ShapeError, match=r"actnorm was built for per-sample shape \(4, 2, 2\), got \(4, 4, 4\)"):
+        block.output_shape((4, 4, 4))

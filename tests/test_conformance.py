@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field, ValidationError
 from torch import Tensor, nn
 
 from revkit.errors import ShapeError
-from revkit.invertible import BlockParams, Invertible, Shape, check_rank, numel, sum_except_batch
-from revkit.memory_saving import ReverseGrad
+from revkit.invertible import BlockParams, InverseVJP, Invertible, Shape, check_rank, numel, sum_except_batch
+from revkit.memory_saving import recompute_reverse_grad
 from revkit.plugins import get_registries
 from revkit.testing import (
     ALL,
@@ -127,13 +127,14 @@ class OffInverse(Affine):
 
 
 class ReverseGradDropsLogdet(Affine):
-    """Broken: its memory-saving backward step (``reverse_grad``) drops the log-det's gradient, so
-    plain and memory-saving training would differ; nothing else is wrong."""
+    """Broken: its single-step inverse and vector–Jacobian product (``inverse_and_vjp``, which the
+    memory-saving backward uses) drops the log-det's gradient, so plain and memory-saving training
+    would differ; nothing else is wrong."""
 
-    def reverse_grad(
+    def inverse_and_vjp(
         self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
-    ) -> ReverseGrad:
-        return super().reverse_grad(y, grad_y, None, context)
+    ) -> InverseVJP:
+        return recompute_reverse_grad(self, y, grad_y, None, context)
 
 
 class InverseLogdetWrongSign(Affine):

@@ -7,14 +7,17 @@ context, per-layer switches), what the backward keeps in memory, random state, a
 
 from __future__ import annotations
 
+import ast
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from revkit.blocks.coupling import AdditiveCoupling
+import revkit
+from revkit.blocks import AdditiveCoupling, AffineCoupling, InverseAndVJP
 from revkit.build import build_model
 from revkit.data.base import DataInfo
 from revkit.errors import SpecError
@@ -282,3 +285,162 @@ def test_without_gradients_the_chain_runs_plainly() -> None:
     with torch.no_grad():
         y, logdet = run_memory_saving(blocks, torch.randn(3, 4))
     assert not y.requires_grad and logdet.shape == (3,)
+
+
+# -- the dispatch: a block's own single-evaluation step, else the generic recompute -----------------
+
+
+class NetworkCalls:
+    """Counts the calls of ``module`` (a forward hook) while :attr:`counting` is True."""
+
+    def __init__(self, module: nn.Module):
+        self.calls = 0
+        self.counting = False
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, *_: Any) -> None:
+        if self.counting:
+            self.calls += 1
+
+
+def backward_network_calls(blocks: list[Invertible], networks: list[nn.Module], x: Tensor,
+                           context: Tensor | None = None) -> list[int]:
+    """Calls of each of ``networks`` during ``loss.backward()`` of a memory-saving chain of ``blocks``."""
+    counters = [NetworkCalls(net) for net in networks]
+    y, logdet = run_memory_saving(blocks, x.clone().requires_grad_(), context)
+    loss = 0.5 * y.square().sum() - logdet.sum()
+    for counter in counters:
+        counter.counting = True
+    loss.backward()
+    return [counter.calls for counter in counters]
+
+
+def test_an_affine_coupling_evaluates_its_network_once_per_block_in_the_memory_saving_backward() -> None:
+    torch.manual_seed(0)
+    blocks: list[Invertible] = [
+        AffineCoupling((4, 4, 4), hidden=8, flip=i % 2 == 1, context_size=3) for i in range(3)
+    ]
+    for block in blocks:
+        nn.init.normal_(block.subnet.net[-1].weight, std=0.3)
+    calls = backward_network_calls(blocks, [b.subnet for b in blocks], torch.randn(2, 4, 4, 4), torch.randn(2, 3))
+    assert calls == [1, 1, 1]
+
+
+def test_memory_saving_dispatches_to_a_blocks_inverse_and_vjp_only_when_it_has_one() -> None:
+    assert isinstance(AffineCoupling((4,), hidden=8), InverseAndVJP)
+    assert not isinstance(HandSplitShift((4,)), InverseAndVJP)
+
+
+class HandSplitShift(Invertible):
+    """``y = [x_1, x_2 + t(x_1)]`` written by hand on vectors: a block without ``inverse_and_vjp``, so
+    memory-saving execution takes the generic step (invert, then re-run ``forward``)."""
+
+    supported_ranks = (1,)
+
+    def __init__(self, input_shape: Shape, context_size: int = 0):
+        super().__init__(input_shape)
+        self.half = input_shape[0] // 2
+        self.context_size = context_size
+        self.net = nn.Sequential(nn.Linear(self.half + context_size, 8), nn.Tanh(),
+                                 nn.Linear(8, input_shape[0] - self.half))
+
+    def _shift(self, x1: Tensor, context: Tensor | None) -> Tensor:
+        return self.net(x1 if context is None else torch.cat([x1, context], dim=1))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x1, x2 = x[:, : self.half], x[:, self.half :]
+        return torch.cat([x1, x2 + self._shift(x1, context)], dim=1), self.zero_logdet(x)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        y1, y2 = y[:, : self.half], y[:, self.half :]
+        return torch.cat([y1, y2 - self._shift(y1, context)], dim=1), self.zero_logdet(y)
+
+
+def test_the_generic_step_gives_plain_autograds_gradients_with_two_network_evaluations() -> None:
+    torch.manual_seed(0)
+    blocks: list[Invertible] = [HandSplitShift((5,), context_size=2), AffineCoupling((5,), hidden=8, mask="checkerboard"),
+                                HandSplitShift((5,), context_size=2)]
+    x, context = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    for block in blocks:
+        block.double()
+
+    def gradients(saving: bool) -> list[Tensor]:
+        chain = copy.deepcopy(blocks)
+        xs, cs = x.clone().requires_grad_(), context.clone().requires_grad_()
+        if saving:
+            y, logdet = run_memory_saving(chain, xs, cs)
+        else:
+            y, logdet = xs, xs.new_zeros(6)
+            for block in chain:
+                y, ld = block(y, cs)
+                logdet = logdet + ld
+        (0.5 * y.square().sum() - logdet.sum() + y[:, 0].sin().sum()).backward()
+        return [xs.grad, cs.grad, *(p.grad for b in chain for p in b.parameters())]
+
+    plain, saving = gradients(False), gradients(True)
+    assert len(plain) == len(saving)
+    for p, s in zip(plain, saving):
+        assert p is not None and s is not None
+        torch.testing.assert_close(s, p, rtol=1e-10, atol=1e-10)
+    calls = backward_network_calls(blocks, [blocks[0].net, blocks[1].subnet, blocks[2].net], x, context)
+    assert calls == [2, 1, 2]  # generic: invert, then forward again; the coupling's own step: once
+
+
+# -- import direction: the contract knows nothing of the memory mechanism --------------------------
+
+
+REVKIT = Path(revkit.__file__).parent
+
+
+def _revkit_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(every revkit module ``path`` imports, anywhere in it; those imported at module top level)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    everywhere: set[str] = set()
+    top: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            names += [f"{node.module}.{a.name}" for a in node.names
+                      if (REVKIT.parent / f"{node.module}.{a.name}".replace(".", "/")).with_suffix(".py").exists()]
+        names = [n for n in names if n == "revkit" or n.startswith("revkit.")]
+        everywhere.update(names)
+        if node in tree.body:
+            top.update(names)
+    return everywhere, top
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(REVKIT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_contract_blocks_memory_mechanism_and_chain_import_without_a_cycle() -> None:
+    files = [REVKIT / "invertible.py", REVKIT / "memory_saving.py", REVKIT / "sequential.py",
+             *sorted((REVKIT / "blocks").glob("*.py"))]
+    graph = {_module(f): _revkit_imports(f) for f in files}
+    edges = {m: {n for n in imports if n in graph and n != m} for m, (imports, _) in graph.items()}
+
+    assert not {n for n in graph["revkit.invertible"][0] if n.startswith("revkit.memory_saving")}
+    assert edges["revkit.memory_saving"] == {"revkit.invertible"}
+    assert graph["revkit.memory_saving"][0] <= {"revkit.invertible"}
+    assert {"revkit.invertible", "revkit.memory_saving"} <= graph["revkit.sequential"][1]
+    assert graph["revkit.sequential"][0] == graph["revkit.sequential"][1]  # nothing imported inside functions
+    assert not any(n.startswith("revkit.memory_saving") for m in edges if m.startswith("revkit.blocks")
+                   for n in graph[m][0])
+
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(edges[module]):
+            assert state.get(nxt) != 1, f"import cycle: {' → '.join([*path, module, nxt])}"
+            if nxt not in state:
+                visit(nxt, [*path, module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])

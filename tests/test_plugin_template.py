@@ -3,6 +3,7 @@ its hook module, the hook registers ``NAME_coupling``, and that block passes the
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 import tomllib
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from revkit.blocks import Coupling
 from revkit.cli import main
 from revkit.plugin_template import skeleton_paths, write_plugin_skeleton
 from revkit.plugins import load_registries
@@ -42,10 +44,24 @@ def test_the_skeleton_block_registers_and_passes_the_kit(tmp_path: Path, monkeyp
         plugin = importlib.import_module("revkit_wavelets.plugin")
         regs = load_registries(extra_plugins=[("wavelets", plugin)], entry_points=False)
         assert regs.blocks.source("wavelets_coupling") == "wavelets"
-        check_block("wavelets_coupling", shapes=[(2,), (6,)], registries=regs, max_examples=5)
+        check_block("wavelets_coupling", shapes=[(2,), (6,), (2, 4, 4)], registries=regs, max_examples=5)
+        block = regs.blocks["wavelets_coupling"]
+        assert issubclass(block, Coupling) and "inverse_and_vjp" not in vars(block)  # inherits the one-pass step
     finally:
         for module in [m for m in sys.modules if m.startswith("revkit_wavelets")]:
             del sys.modules[module]
+
+
+def test_the_skeleton_imports_only_revkits_public_modules(tmp_path: Path) -> None:
+    root = write_plugin_skeleton("wavelets", tmp_path)
+    imported = set()
+    for path in (root / "src").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert {m for m in imported if m.split(".")[0] == "revkit"} <= {"revkit", "revkit.blocks"}
 
 
 def test_the_generated_test_calls_the_kit_on_the_registered_name(tmp_path: Path) -> None:

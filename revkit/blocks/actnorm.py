@@ -21,9 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from revkit.blocks.shapes import require_built_shape, require_rank
-from revkit.invertible import Invertible, Shape, numel
-from revkit.memory_saving import ReverseGrad
+from revkit.invertible import InverseVJP, Invertible, Shape, numel
 
 #: standard deviations below this are treated as this when initialising (a constant channel must
 #: not get an enormous scale).
@@ -39,12 +37,11 @@ class ActNorm(Invertible):
     """
 
     supported_ranks = (1, 3)
+    block_name = "actnorm"
     initialized: Tensor
 
     def __init__(self, input_shape: Shape):
-        super().__init__()
-        require_rank("actnorm", input_shape, self.supported_ranks, "put a flatten or reshape before it")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
         channels = self.input_shape[0]
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
@@ -66,10 +63,10 @@ class ActNorm(Invertible):
         x = y * torch.exp(-self._per_channel(self.log_scale)) - self._per_channel(self.bias)
         return x, self._logdet(y, -1.0)
 
-    def reverse_grad(
+    def inverse_and_vjp(
         self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
-    ) -> ReverseGrad:
-        r"""Memory-saving backward step in closed form, no graph: with :math:`s = e^{\log s}`,
+    ) -> InverseVJP:
+        r"""The input and the vector–Jacobian product in closed form, no graph: with :math:`s = e^{\log s}`,
         :math:`x = y/s - b`, :math:`\bar{x} = \bar{y}\,s`, :math:`\bar{b}_c = \sum \bar{x}_c`,
         :math:`\overline{\log s}_c = \sum \bar{y}_c\, y_c + P \sum_n \bar{\ell}_n` (``P`` positions)."""
         with torch.no_grad():
@@ -82,7 +79,7 @@ class ActNorm(Invertible):
             if grad_logdet is not None:
                 grad_log_scale = grad_log_scale + self._positions * grad_logdet.sum()
         grads = {"bias": grad_bias, "log_scale": grad_log_scale}
-        return ReverseGrad(x, grad_x, None, tuple(grads[n] for n, p in self.named_parameters() if p.requires_grad))
+        return InverseVJP(x, grad_x, None, tuple(grads[n] for n, p in self.named_parameters() if p.requires_grad))
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -96,10 +93,6 @@ class ActNorm(Invertible):
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         self._known_initialized = False
         super()._load_from_state_dict(*args, **kwargs)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("actnorm", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return "ActNorm"

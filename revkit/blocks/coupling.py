@@ -10,28 +10,34 @@ A mask (:mod:`revkit.blocks.masks`) splits the input ``x`` into ``x_c`` (conditi
 
 so the inverse recomputes the same parameters from ``y_c = x_c`` and applies :math:`h^{-1}`. The
 log-det is the sum of :math:`\log|∂h/∂x_a|` over the active entries. The base class
-:class:`Coupling` holds that machinery; a subclass implements only the two half-couplings
-:math:`h` and :math:`h^{-1}`. The network's last layer starts at zero, so a fresh block is the
-identity.
+:class:`Coupling` holds that machinery; a subclass says how many parameters each active entry
+needs (``parameters_per_entry``, per instance) and implements only the two half-couplings
+:math:`h` and :math:`h^{-1}` (:meth:`Coupling.forward_half`, :meth:`Coupling.inverse_half`),
+which receive the network output shaped per entry, ``[B, P, *active_shape]`` (``P`` parameters
+of entry ``(c, …)`` at ``[:, :, c, …]``). The network's last layer starts at zero, so a fresh
+block is the identity.
+
+Memory-saving execution (:mod:`revkit.memory_saving`) uses :meth:`Coupling.inverse_and_vjp`,
+which evaluates the network once to rebuild the input and back-propagate; every subclass
+inherits it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
 from revkit.blocks.masks import MaskKind, make_mask
-from revkit.blocks.shapes import require_built_shape, require_context, require_rank
+from revkit.blocks.shapes import require_context
 from revkit.blocks.subnets import coupling_subnet
 from revkit.errors import ShapeError
-from revkit.invertible import BlockParams, Invertible, Shape
-from revkit.memory_saving import ReverseGrad, backprop, context_leaf, leaf
+from revkit.invertible import BlockParams, InverseVJP, Invertible, Shape, context_leaf, leaf, vjp
 
-#: ``(active, parameters) -> (new active, elementwise log|∂new/∂active| or None when it is 0)``
+#: ``(active [B, *active_shape], parameters [B, P, *active_shape]) -> (new active, elementwise
+#: log|∂new/∂active| or None when it is 0)``
 HalfCoupling = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]
 
 
@@ -62,10 +68,13 @@ class AffineCouplingParams(CouplingParams):
 
 
 class Coupling(Invertible):
-    """Base of coupling blocks: mask, coupling network and context handling.
+    r"""Base of coupling blocks: mask, coupling network, context handling and the single-evaluation
+    inverse with its vector–Jacobian product.
 
-    Subclasses set :attr:`parameters_per_entry` (how many network outputs each active entry
-    needs) and implement :meth:`_forward_half` and :meth:`_inverse_half`.
+    A subclass implements :meth:`forward_half` (:math:`h`) and :meth:`inverse_half`
+    (:math:`h^{-1}`), and its constructor (whose keywords are the spec's, as for every registered
+    block) passes how many network outputs each active entry needs as ``parameters_per_entry``: 1
+    for a shift, 2 for a scale and a shift, ``3K − 1`` for a spline with ``K`` bins.
 
     Args:
         input_shape: per-sample shape, ``(C, H, W)`` or ``(D,)``.
@@ -73,13 +82,25 @@ class Coupling(Invertible):
         mask: ``"channel"`` or ``"checkerboard"`` (see :mod:`revkit.blocks.masks`).
         flip: transform the other half.
         context_size: size ``K`` of the context ``[B, K]`` (0: the block ignores context).
+        parameters_per_entry: ``P ≥ 1``, network outputs per active entry.
+
+    Example (a shift, as :class:`AdditiveCoupling` writes it):
+
+        >>> class Shift(Coupling):
+        ...     volume_preserving = True
+        ...     def forward_half(self, active, params):
+        ...         return active + params[:, 0], None
+        ...     def inverse_half(self, active, params):
+        ...         return active - params[:, 0], None
+        >>> y, logdet = Shift((4,), hidden=8, parameters_per_entry=1)(torch.randn(3, 4))
     """
 
     Params = CouplingParams
     conditional = True
     supported_ranks = (1, 3)
-    parameters_per_entry: ClassVar[int] = 1
-    block_name: ClassVar[str] = "coupling"
+    block_name = "coupling"
+    #: ``P``: network outputs per transformed entry (set per instance by the constructor).
+    parameters_per_entry: int
 
     def __init__(
         self,
@@ -89,11 +110,12 @@ class Coupling(Invertible):
         mask: MaskKind = "channel",
         flip: bool = False,
         context_size: int = 0,
+        parameters_per_entry: int = 1,
     ):
-        super().__init__()
-        require_rank(self.block_name, input_shape, self.supported_ranks,
-                     "put a flatten or reshape before it")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
+        if parameters_per_entry < 1:
+            raise ValueError(f"{self.block_name}: parameters_per_entry must be at least 1, got {parameters_per_entry}")
+        self.parameters_per_entry = int(parameters_per_entry)
         self.hidden = int(hidden)
         self.mask_kind = mask
         self.flip = bool(flip)
@@ -103,43 +125,49 @@ class Coupling(Invertible):
         self.subnet = coupling_subnet(self.mask.cond_shape, out_channels, self.hidden, self.context_size)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(x, context, self._forward_half)
+        return self._couple(x, context, self.forward_half)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(y, context, self._inverse_half)
+        return self._couple(y, context, self.inverse_half)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape(self.block_name, self.input_shape, input_shape)
-        return self.input_shape
+    def conditioner(self, cond: Tensor, context: Tensor | None) -> Tensor:
+        """:math:`θ = NN(x_c, c)` shaped per entry: ``[B, P, *active_shape]`` (a view of the network's
+        ``[B, P·C_a, …]`` output, parameter-major: channel ``p·C_a + c`` is parameter ``p`` of entry ``c``)."""
+        raw = self.subnet(cond, self._context(context, cond))
+        return raw.unflatten(1, (self.parameters_per_entry, self.mask.active_shape[0]))
 
-    def reverse_grad(
+    def inverse_and_vjp(
         self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
-    ) -> ReverseGrad:
-        """Memory-saving backward step with one evaluation of the coupling network.
+    ) -> InverseVJP:
+        r"""The input ``x = f⁻¹(y)`` and the vector–Jacobian product of ``forward`` at it, with one
+        evaluation of the coupling network.
 
-        The inverse needs ``NN(y_c, c)`` and ``y_c = x_c``, exactly what the backward of the forward
-        needs, so the network runs once with a graph from ``x_c``; ``x_a = h⁻¹(y_a)`` is computed
-        from its detached output and ``h(x_a)`` is re-applied on the graph (elementwise, cheap).
+        The inverse needs :math:`θ = NN(y_c, c)` and :math:`y_c = x_c`, exactly what the backward of
+        the forward needs, so the network runs once with a graph from :math:`x_c`;
+        :math:`x_a = h^{-1}(y_a; θ)` is computed from its detached output and :math:`h(x_a; θ)` is
+        re-applied on the graph (elementwise, cheap). Then
+        :math:`\bar{x} = \mathrm{merge}(\bar{x}_c, \bar{x}_a)` from one vector–Jacobian product of
+        :math:`(y, \log|\det J|)` with respect to :math:`x_c, x_a, c` and the parameters.
         """
         cond_y, active_y = self.mask.split(y)
         cond = leaf(cond_y)
         ctx = context_leaf(context)
         with torch.enable_grad():
-            params = self.subnet(cond, self._context(ctx, y))
+            params = self.conditioner(cond, ctx)
         with torch.no_grad():
-            active_x, _ = self._inverse_half(active_y, params.detach())
+            active_x, _ = self.inverse_half(active_y, params.detach())
         active = leaf(active_x)
         with torch.enable_grad():
-            new_active, log_scale = self._forward_half(active, params)
+            new_active, log_scale = self.forward_half(active, params)
             y_re = self.mask.merge(cond, new_active)
             logdet = None if log_scale is None else self.mask.sum_active(log_scale)
         outputs = [y_re] if logdet is None else [y_re, logdet]
-        (grad_cond, grad_active), grad_context, grad_params = backprop(
+        (grad_cond, grad_active), grad_context, grad_params = vjp(
             self, outputs, [grad_y, grad_logdet], [cond, active], ctx
         )
         grad_cond = torch.zeros_like(cond_y) if grad_cond is None else grad_cond
         grad_active = torch.zeros_like(active_x) if grad_active is None else grad_active
-        return ReverseGrad(self.mask.merge(cond_y, active_x), self.mask.merge(grad_cond, grad_active),
+        return InverseVJP(self.mask.merge(cond_y, active_x), self.mask.merge(grad_cond, grad_active),
                            grad_context, grad_params)
 
     def describe(self) -> str:
@@ -147,16 +175,24 @@ class Coupling(Invertible):
         return f"{type(self).__name__}({self.hidden}{extra})"
 
     # -- the two half-couplings, implemented by subclasses ------------------------------------
-    def _forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        r""":math:`y_a = h(x_a; θ)` elementwise and :math:`\log|∂h/∂x_a|` per entry (None when it is 0).
+
+        Args:
+            active: :math:`x_a`, ``[B, *active_shape]``.
+            params: :math:`θ`, ``[B, P, *active_shape]`` (:meth:`conditioner`).
+        """
         raise NotImplementedError
 
-    def _inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        r""":math:`x_a = h^{-1}(y_a; θ)` elementwise and :math:`\log|∂h^{-1}/∂y_a|` per entry (None when
+        it is 0); shapes as in :meth:`forward_half`."""
         raise NotImplementedError
 
     # -- shared machinery ---------------------------------------------------------------------
     def _couple(self, x: Tensor, context: Tensor | None, half: HalfCoupling) -> tuple[Tensor, Tensor]:
         cond, active = self.mask.split(x)
-        params = self.subnet(cond, self._context(context, x))
+        params = self.conditioner(cond, context)
         new_active, log_scale = half(active, params)
         logdet = self.zero_logdet(x) if log_scale is None else self.mask.sum_active(log_scale)
         return self.mask.merge(cond, new_active), logdet
@@ -176,17 +212,29 @@ class AdditiveCoupling(Coupling):
     volume_preserving = True
     block_name = "additive_coupling"
 
-    def _forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
-        return active + params, None
+    def __init__(
+        self,
+        input_shape: Shape,
+        *,
+        hidden: int = 64,
+        mask: MaskKind = "channel",
+        flip: bool = False,
+        context_size: int = 0,
+    ):
+        super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size,
+                         parameters_per_entry=1)
 
-    def _inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
-        return active - params, None
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        return active + params[:, 0], None
+
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        return active - params[:, 0], None
 
 
 class AffineCoupling(Coupling):
     r"""Real NVP's affine coupling with a bounded log-scale.
 
-    The network outputs ``(raw, t)`` per active entry; with the bound ``B = scale_bound``
+    The network outputs ``(raw, t)`` per active entry (``params[:, 0]``, ``params[:, 1]``); with the bound ``B = scale_bound``
 
     .. math::
 
@@ -205,7 +253,6 @@ class AffineCoupling(Coupling):
     """
 
     Params = AffineCouplingParams
-    parameters_per_entry = 2
     block_name = "affine_coupling"
 
     def __init__(
@@ -219,7 +266,8 @@ class AffineCoupling(Coupling):
         shift_bound: float = 0.0,
         context_size: int = 0,
     ):
-        super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size)
+        super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size,
+                         parameters_per_entry=2)
         self.scale_bound = float(scale_bound)
         if 0 < shift_bound < 1e-3:
             raise ShapeError(f"affine_coupling: shift_bound must be 0 (unbounded) or at least 1e-3 (smaller "
@@ -227,15 +275,15 @@ class AffineCoupling(Coupling):
         self.shift_bound = float(shift_bound)
 
     def _scale_and_shift(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        raw, shift = params.chunk(2, dim=1)
+        raw, shift = params.unbind(1)
         if self.shift_bound > 0:
             shift = self.shift_bound * torch.tanh(shift / self.shift_bound)
         return self.scale_bound * torch.tanh(raw / self.scale_bound), shift
 
-    def _forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
         log_scale, shift = self._scale_and_shift(params)
         return active * torch.exp(log_scale) + shift, log_scale
 
-    def _inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
         log_scale, shift = self._scale_and_shift(params)
         return (active - shift) * torch.exp(-log_scale), -log_scale

@@ -22,9 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from revkit.blocks.shapes import require_built_shape, require_rank
-from revkit.invertible import Invertible, Shape, numel
-from revkit.memory_saving import ReverseGrad, backprop
+from revkit.invertible import InverseVJP, Invertible, Shape, numel, vjp
 
 
 class InvConv1x1(Invertible):
@@ -36,15 +34,14 @@ class InvConv1x1(Invertible):
     """
 
     supported_ranks = (1, 3)
+    block_name = "invconv1x1"
     permutation: Tensor
     sign: Tensor
     lower: Tensor
     upper: Tensor
 
     def __init__(self, input_shape: Shape):
-        super().__init__()
-        require_rank("invconv1x1", input_shape, self.supported_ranks, "put a flatten or reshape before it")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
         channels = self.input_shape[0]
         orthogonal = torch.linalg.qr(torch.randn(channels, channels))[0]
         permutation, lower, upper = torch.linalg.lu(orthogonal)
@@ -84,10 +81,10 @@ class InvConv1x1(Invertible):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._mix(self.inverse_weight(), y), self._logdet(y, -1.0)
 
-    def reverse_grad(
+    def inverse_and_vjp(
         self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
-    ) -> ReverseGrad:
-        r"""Memory-saving backward step with the big products in closed form: :math:`x = W^{-1}y`,
+    ) -> InverseVJP:
+        r"""The input and the vector–Jacobian product, with the big products in closed form: :math:`x = W^{-1}y`,
         :math:`\bar{x} = W^T\bar{y}`, :math:`\bar{W} = \sum_{n,p} \bar{y}\,x^T`; only the ``C×C``
         map from the LU factors to ``W`` (and the log-det :math:`P\sum\ell`) is differentiated by autograd."""
         with torch.no_grad():
@@ -103,16 +100,12 @@ class InvConv1x1(Invertible):
         if grad_logdet is not None and logdet.requires_grad:
             outputs.append(logdet)
             grads.append(grad_logdet.sum())
-        _, _, grad_params = backprop(self, outputs, grads, [], None)
-        return ReverseGrad(x, grad_x, None, grad_params)
+        _, _, grad_params = vjp(self, outputs, grads, [], None)
+        return InverseVJP(x, grad_x, None, grad_params)
 
     def train(self, mode: bool = True) -> InvConv1x1:
         self._cached_inverse, self._cache_key = None, None
         return super().train(mode)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("invconv1x1", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return "InvConv1x1"

@@ -62,7 +62,6 @@ from revkit.blocks.logdet_estimators import (
     series_bias_bound,
     series_weights,
 )
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.blocks.spectral import SpectralNormalized
 from revkit.invertible import BlockParams, Invertible, Shape, numel, sum_except_batch
 
@@ -128,6 +127,7 @@ class IResNet(Invertible):
     exact_logdet = False
     analytic_inverse = False
     supported_ranks = (1, 3)
+    block_name = "iresnet"
 
     def __init__(
         self,
@@ -152,8 +152,7 @@ class IResNet(Invertible):
         jacobian_penalty: float = 0.0,
         jacobian_penalty_samples: int = 16,
     ):
-        super().__init__()
-        require_rank("iresnet", input_shape, self.supported_ranks, "put a flatten or reshape before it")
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
         IResNetParams(hidden=hidden, coeff=coeff, activation=activation, actnorm=actnorm,
                       n_power_iterations=n_power_iterations, inverse_tol=inverse_tol,
                       inverse_max_iter=inverse_max_iter, inverse_method=inverse_method,
@@ -161,7 +160,6 @@ class IResNet(Invertible):
                       eval_series_terms=eval_series_terms, probe=probe, n_probes=n_probes,
                       neumann_gradient=neumann_gradient, roulette_p=roulette_p,
                       jacobian_penalty=jacobian_penalty, jacobian_penalty_samples=jacobian_penalty_samples)
-        self.input_shape = tuple(input_shape)
         self.hidden, self.coeff = int(hidden), float(coeff)
         self.inverse_tol, self.inverse_max_iter = float(inverse_tol), int(inverse_max_iter)
         self.inverse_method: SolverKind = inverse_method
@@ -255,10 +253,6 @@ class IResNet(Invertible):
                 f"{stats.max_change:.3g} > inverse_tol = {self.inverse_tol:g}); raise inverse_max_iter or "
                 "lower coeff", InverseNotConverged, stacklevel=2)
         return x
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("iresnet", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return f"IResNet({self.hidden})"

@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks.shapes import require_rank
 from revkit.invertible import BlockParams, Invertible, Shape, sum_except_batch
 
 
@@ -50,11 +49,10 @@ class Logit(Invertible):
     Params = LogitParams
     supported_ranks = (1, 3)
     input_domain = (0.0, 1.0)
+    block_name = "logit"
 
     def __init__(self, input_shape: Shape, *, alpha: float = 0.05):
-        super().__init__()
-        require_rank("logit", input_shape, self.supported_ranks)
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape)
         self.alpha = float(alpha)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,6 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.invertible import BlockParams, Invertible, Shape
 
 PermuteMode = Literal["reverse", "random"]
@@ -37,13 +36,12 @@ class Permute(Invertible):
     Params = PermuteParams
     volume_preserving = True
     supported_ranks = (1, 3)
+    block_name = "permute"
     permutation: Tensor
     inverse_permutation: Tensor
 
     def __init__(self, input_shape: Shape, *, mode: PermuteMode = "reverse", seed: int = 0):
-        super().__init__()
-        require_rank("permute", input_shape, self.supported_ranks, "put a flatten or reshape before it")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
         self.mode = mode
         self.seed = int(seed)
         channels = self.input_shape[0]
@@ -59,10 +57,6 @@ class Permute(Invertible):
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return y.index_select(1, self.inverse_permutation), self.zero_logdet(y)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("permute", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return f"Permute({self.mode})"

@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.errors import RevkitError
 from revkit.invertible import BlockParams, Invertible, Shape
 
@@ -88,11 +87,10 @@ class Planar(Invertible):
     analytic_inverse = False
     conditional = True
     supported_ranks = (1,)
+    block_name = "planar"
 
     def __init__(self, input_shape: Shape, *, init_scale: float = 0.1, context_size: int = 0):
-        super().__init__()
-        require_rank("planar", input_shape, (1,), "put a flatten before it")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="put a flatten before it")
         d = self.input_shape[0]
         self.context_size = int(context_size)
         self.u = nn.Parameter(torch.randn(d) * init_scale)
@@ -170,10 +168,6 @@ class Planar(Invertible):
             dg = 1.0 + wu_t * (1.0 - torch.tanh(a + b) ** 2)
             return a - g / dg
         return alpha.to(y.dtype)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("planar", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return "Planar" + ("(amortised)" if self.amortize is not None else "")

@@ -11,7 +11,6 @@ from typing import ClassVar
 from pydantic import Field, PositiveInt
 from torch import Tensor
 
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.errors import ShapeError
 from revkit.invertible import BlockParams, Invertible, Shape, numel
 
@@ -28,9 +27,8 @@ class _Rearrange(Invertible):
     volume_preserving = True
     block_name: ClassVar[str] = "reshape"
 
-    def __init__(self, input_shape: Shape, target: Shape):
-        super().__init__()
-        self.input_shape = tuple(input_shape)
+    def __init__(self, input_shape: Shape, target: Shape, rank_hint: str = ""):
+        super().__init__(input_shape, rank_hint=rank_hint)
         self.target = tuple(target)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -40,7 +38,7 @@ class _Rearrange(Invertible):
         return y.reshape(y.shape[0], *self.input_shape), self.zero_logdet(y)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape(self.block_name, self.input_shape, input_shape)
+        super().output_shape(input_shape)
         return self.target
 
 
@@ -56,9 +54,7 @@ class Flatten(_Rearrange):
     block_name = "flatten"
 
     def __init__(self, input_shape: Shape):
-        require_rank("flatten", input_shape, self.supported_ranks,
-                     "a vector is already flat: remove the flatten")
-        super().__init__(input_shape, (numel(input_shape),))
+        super().__init__(input_shape, (numel(input_shape),), "a vector is already flat: remove the flatten")
 
     def describe(self) -> str:
         return "Flatten"
@@ -77,14 +73,13 @@ class Reshape(_Rearrange):
     block_name = "reshape"
 
     def __init__(self, input_shape: Shape, *, shape: list[int]):
-        require_rank("reshape", input_shape, self.supported_ranks)
+        super().__init__(input_shape, tuple(shape))
         if not shape or min(shape) < 1 or numel(input_shape) != numel(shape):
             raise ShapeError(
                 f"reshape cannot turn per-sample shape {tuple(input_shape)} ({numel(input_shape)} "
                 f"elements) into {tuple(shape)} ({numel(shape)} elements); the target shape needs "
                 f"positive sizes with the same number of elements"
             )
-        super().__init__(input_shape, tuple(shape))
 
     def describe(self) -> str:
         return f"Reshape({', '.join(map(str, self.target))})"

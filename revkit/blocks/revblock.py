@@ -17,14 +17,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks.shapes import (
-    require_built_shape,
-    require_even_channels,
-    require_rank,
-)
+from revkit.blocks.shapes import require_even_channels
 from revkit.blocks.subnets import residual_function
-from revkit.invertible import BlockParams, Invertible, Shape
-from revkit.memory_saving import ReverseGrad, backprop, leaf
+from revkit.invertible import BlockParams, InverseVJP, Invertible, Shape, leaf, vjp
 
 
 class RevBlockParams(BlockParams):
@@ -50,13 +45,12 @@ class RevBlock(Invertible):
     Params = RevBlockParams
     volume_preserving = True
     supported_ranks = (1, 3)
+    block_name = "revblock"
 
     def __init__(self, input_shape: Shape, *, hidden: int = 64):
-        super().__init__()
-        require_rank("revblock", input_shape, self.supported_ranks, "put a flatten or reshape before it")
+        super().__init__(input_shape, rank_hint="put a flatten or reshape before it")
         hint = "put a subsample (or squeeze) first" if len(input_shape) == 3 else "use an even dimension"
         require_even_channels("revblock", input_shape, hint)
-        self.input_shape = tuple(input_shape)
         self.hidden = int(hidden)
         stream = (self.input_shape[0] // 2, *self.input_shape[1:])
         self.f = residual_function(stream, self.hidden)
@@ -74,10 +68,10 @@ class RevBlock(Invertible):
         x2 = y1 - self.f(x1)
         return torch.cat([x1, x2], dim=1), self.zero_logdet(y)
 
-    def reverse_grad(
+    def inverse_and_vjp(
         self, y: Tensor, grad_y: Tensor, grad_logdet: Tensor | None, context: Tensor | None = None
-    ) -> ReverseGrad:
-        r"""Memory-saving backward step with one evaluation each of ``F`` and ``G``.
+    ) -> InverseVJP:
+        r"""The input and the vector–Jacobian product with one evaluation each of ``F`` and ``G``.
 
         With :math:`\bar{y}_i = ∂L/∂y_i`: ``G`` runs on ``y_1`` (graph) to give
         :math:`x_1 = y_2 - G(y_1)` and :math:`\bar{y}_1 \mathrel{+}= J_G^T \bar{y}_2`; then ``F``
@@ -89,20 +83,16 @@ class RevBlock(Invertible):
         y1_leaf = leaf(y1)
         with torch.enable_grad():
             g_out = self.g(y1_leaf)
-        (through_g,), _, grads_g = backprop(self.g, [g_out], [grad_y2], [y1_leaf], None)
+        (through_g,), _, grads_g = vjp(self.g, [g_out], [grad_y2], [y1_leaf], None)
         grad_y1 = grad_y1 if through_g is None else grad_y1 + through_g
         x1 = leaf(y2 - g_out.detach())
         with torch.enable_grad():
             f_out = self.f(x1)
-        (through_f,), _, grads_f = backprop(self.f, [f_out], [grad_y1], [x1], None)
+        (through_f,), _, grads_f = vjp(self.f, [f_out], [grad_y1], [x1], None)
         x2 = y1 - f_out.detach()
         grad_x1 = grad_y2 if through_f is None else grad_y2 + through_f
-        return ReverseGrad(torch.cat([x1.detach(), x2], dim=1), torch.cat([grad_x1, grad_y1], dim=1),
+        return InverseVJP(torch.cat([x1.detach(), x2], dim=1), torch.cat([grad_x1, grad_y1], dim=1),
                            None, (*grads_f, *grads_g))
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("revblock", self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         return f"RevBlock({self.hidden})"

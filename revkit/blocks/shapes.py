@@ -1,21 +1,17 @@
-"""Shape checks shared by the built-in blocks (and open to plugins): each raises
-:class:`~revkit.errors.ShapeError` (:class:`~revkit.errors.RevkitError` for a call's context) with a
-message that says what the block needs, what it got and what to do about it."""
+"""Shape checks shared by the built-in blocks and plugins (public through :mod:`revkit.blocks`): each
+raises :class:`~revkit.errors.ShapeError` (:class:`~revkit.errors.RevkitError` for a call's context)
+with a message that says what the block needs, what it got and what to do about it.
+
+The rank and built-shape checks live with the contract (:mod:`revkit.invertible`), where
+``Invertible.__init__(input_shape)`` and the default ``output_shape`` use them; they are re-exported
+here so that a block author finds every check in one place."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 from revkit.errors import RevkitError, ShapeError
-from revkit.invertible import Shape, check_rank
-
-
-def require_rank(block: str, input_shape: Shape, ranks: tuple[int, ...], hint: str = "") -> None:
-    """Raise unless ``len(input_shape)`` is one of ``ranks``; ``hint`` says what to do instead."""
-    try:
-        check_rank(block, input_shape, ranks)
-    except ShapeError as error:
-        raise ShapeError(f"{error}; {hint}" if hint else str(error)) from None
+from revkit.invertible import Shape, require_built_shape, require_rank
 
 
 def require_even_channels(block: str, input_shape: Shape, hint: str) -> None:
@@ -26,15 +22,6 @@ def require_even_channels(block: str, input_shape: Shape, hint: str) -> None:
         raise ShapeError(
             f"{block} splits the {what} into two halves, so it needs an even number of {what} ≥ 2; "
             f"got {channels} in per-sample shape {tuple(input_shape)}; {hint}"
-        )
-
-
-def require_built_shape(block: str, built: Shape, given: Shape) -> None:
-    """Raise unless ``given`` is the per-sample shape the block was built for."""
-    if tuple(given) != tuple(built):
-        raise ShapeError(
-            f"{block} was built for per-sample shape {tuple(built)}, got {tuple(given)}; "
-            "build it again for the new shape"
         )
 
 
@@ -50,3 +37,6 @@ def require_context(block: str, context_size: int, context: Tensor | None, x: Te
     if tuple(context.shape) != expected:
         raise RevkitError(f"{block} expects a context of shape {expected}, got {tuple(context.shape)}")
     return context.to(x.dtype)
+
+
+__all__ = ["require_built_shape", "require_context", "require_even_channels", "require_rank"]

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor
 
 from revkit.errors import ShapeError
-from revkit.invertible import BlockParams, Invertible, Shape, check_rank, numel
+from revkit.invertible import BlockParams, Invertible, Shape, numel
 
 
 class SplitParams(BlockParams):
@@ -31,11 +31,10 @@ class Split(Invertible):
     """
 
     Params = SplitParams
+    block_name = "split"
 
     def __init__(self, input_shape: Shape, fraction: float = 0.5, then: Invertible | None = None):
-        super().__init__()
-        check_rank("split", input_shape, (1, 3))
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape)
         channels = self.input_shape[0]
         self.factored = int(round(fraction * channels))
         if not 0 < self.factored < channels:

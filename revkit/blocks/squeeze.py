@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.errors import ShapeError
 from revkit.invertible import BlockParams, Invertible, Shape
 
@@ -32,18 +31,16 @@ class Squeeze(Invertible):
     Params = SqueezeParams
     volume_preserving = True
     supported_ranks = (3,)
+    block_name = "squeeze"
 
     def __init__(self, input_shape: Shape, *, factor: int = 2):
-        super().__init__()
-        require_rank("squeeze", input_shape, self.supported_ranks,
-                     "it works on images; put a reshape before it")
+        super().__init__(input_shape, rank_hint="it works on images; put a reshape before it")
         channels, height, width = input_shape
         if height % factor or width % factor:
             raise ShapeError(
                 f"squeeze with factor={factor} needs height and width divisible by {factor}; got "
                 f"per-sample shape {tuple(input_shape)}; pad the images (data.pad) or use another factor"
             )
-        self.input_shape: Shape = (channels, height, width)
         self.factor = int(factor)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -53,8 +50,7 @@ class Squeeze(Invertible):
         return F.pixel_shuffle(y, self.factor), self.zero_logdet(y)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("squeeze", self.input_shape, input_shape)
-        channels, height, width = self.input_shape
+        channels, height, width = super().output_shape(input_shape)
         f = self.factor
         return (channels * f * f, height // f, width // f)
 

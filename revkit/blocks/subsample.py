@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from revkit.blocks.shapes import require_built_shape, require_rank
 from revkit.errors import ShapeError
 from revkit.invertible import Invertible, Shape
 
@@ -40,18 +39,16 @@ class Subsample(Invertible):
 
     volume_preserving = True
     supported_ranks = (3,)
+    block_name = "subsample"
 
     def __init__(self, input_shape: Shape):
-        super().__init__()
-        require_rank("subsample", input_shape, self.supported_ranks,
-                     "it works on images; put a reshape before it")
+        super().__init__(input_shape, rank_hint="it works on images; put a reshape before it")
         channels, height, width = input_shape
         if height % 2 or width % 2:
             raise ShapeError(
                 f"subsample halves height and width, so both must be even; got per-sample shape "
                 f"{tuple(input_shape)}; pad the images (data.pad) or change the layers before it"
             )
-        self.input_shape: Shape = (channels, height, width)
         first = (channels + 1) // 2
         #: channels per stream, as ``torch.chunk(x, 2, dim=1)`` splits them.
         self.stream_channels: list[int] = [channels] if channels == 1 else [first, channels - first]
@@ -70,8 +67,7 @@ class Subsample(Invertible):
         return torch.cat(streams, dim=1), self.zero_logdet(y)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape("subsample", self.input_shape, input_shape)
-        channels, height, width = self.input_shape
+        channels, height, width = super().output_shape(input_shape)
         return (4 * channels, height // 2, width // 2)
 
     def describe(self) -> str:

@@ -59,3 +59,20 @@ def test_a_spec_table_is_validated_by_the_blocks_params(tmp_path) -> None:
     path.write_text(_spec_text("bnis = 4"))
     with pytest.raises(SpecError, match="did you mean 'bins'"):
         load_spec(path)
+
+
+def test_the_plugin_imports_only_revkits_public_modules() -> None:
+    """A plugin needs only ``revkit``, ``revkit.blocks`` (and ``revkit.testing`` in its tests)."""
+    import ast
+    from pathlib import Path
+
+    import revkit_splines
+
+    imported: set[str] = set()
+    for path in Path(revkit_splines.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(a.name for a in node.names)
+    assert {m for m in imported if m.split(".")[0] == "revkit"} <= {"revkit", "revkit.blocks"}

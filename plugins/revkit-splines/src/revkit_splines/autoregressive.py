@@ -25,9 +25,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import Invertible
-from revkit.blocks.shapes import require_built_shape, require_context, require_rank
-from revkit.invertible import Shape
+from revkit.blocks import Invertible, Shape, require_context
 from revkit_splines.made import MADE
 from revkit_splines.params import SplineParams
 from revkit_splines.rational_quadratic import parameter_count, rq_spline, rq_spline_inverse, spline_knots
@@ -66,6 +64,7 @@ class RQSplineAutoregressive(Invertible):
     Params = RQSplineAutoregressiveParams
     conditional = True
     supported_ranks = (1,)
+    block_name = BLOCK_NAME
 
     def __init__(
         self,
@@ -77,11 +76,8 @@ class RQSplineAutoregressive(Invertible):
         flip: bool = False,
         context_size: int = 0,
     ):
-        super().__init__()
-        require_rank(BLOCK_NAME, input_shape, self.supported_ranks,
-                     "it is autoregressive over the features of a vector: put a flatten before it, "
-                     "or use rq_spline_coupling on images")
-        self.input_shape = tuple(input_shape)
+        super().__init__(input_shape, rank_hint="it is autoregressive over the features of a vector: put a "
+                         "flatten before it, or use rq_spline_coupling on images")
         self.hidden, self.bins, self.bound = int(hidden), int(bins), float(bound)
         self.flip = bool(flip)
         self.context_size = int(context_size)
@@ -99,10 +95,6 @@ class RQSplineAutoregressive(Invertible):
         for _ in range(self.input_shape[0]):
             x, log_derivative = rq_spline_inverse(y, spline_knots(self.made(x, context), self.bound))
         return x, log_derivative.sum(dim=1)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape(BLOCK_NAME, self.input_shape, input_shape)
-        return self.input_shape
 
     def describe(self) -> str:
         order = ", reversed" if self.flip else ""

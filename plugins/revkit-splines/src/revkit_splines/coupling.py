@@ -1,8 +1,7 @@
 r"""``rq_spline_coupling``: a coupling block whose elementwise map is a rational-quadratic spline.
 
-As in revkit's couplings, a mask (``revkit.blocks.masks``) splits the input into ``x_c`` (kept) and
-``x_a`` (transformed), and a network (``revkit.blocks.subnets``) reads ``x_c`` and the optional context
-``c``:
+A subclass of revkit's public :class:`revkit.blocks.Coupling`: a mask splits the input into ``x_c``
+(kept) and ``x_a`` (transformed), and the coupling network reads ``x_c`` and the optional context ``c``:
 
 .. math::
 
@@ -11,25 +10,21 @@ As in revkit's couplings, a mask (``revkit.blocks.masks``) splits the input into
 
 where :math:`g_θ` is, per active entry, a monotone rational-quadratic spline with ``bins`` bins on
 :math:`[-B, B]` and the identity outside (:mod:`revkit_splines.rational_quadratic`). The network emits
-``3·bins − 1`` numbers per active entry and its last layer starts at zero, so a fresh block is the identity.
-The inverse recomputes :math:`θ` from :math:`y_c = x_c` and applies :math:`g_θ^{-1}`.
+``3·bins − 1`` numbers per active entry (``parameters_per_entry``), handed over as
+``[batch, 3·bins − 1, *active_shape]``; its last layer starts at zero, so a fresh block is the identity.
+The inverse recomputes :math:`θ` from :math:`y_c = x_c` and applies :math:`g_θ^{-1}`. Masks, context,
+shape checks and the memory-saving backward that evaluates the network once all come from ``Coupling``.
 
 Reference: C. Durkan, A. Bekasov, I. Murray, G. Papamakarios, "Neural Spline Flows", NeurIPS 2019.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit import Invertible
-from revkit.blocks.masks import MaskKind, make_mask
-from revkit.blocks.shapes import require_built_shape, require_context, require_rank
-from revkit.blocks.subnets import coupling_subnet
-from revkit.invertible import Shape
+from revkit.blocks import Coupling, MaskKind, Shape
 from revkit_splines.params import SplineParams
 from revkit_splines.rational_quadratic import (
     SplineKnots,
@@ -40,8 +35,6 @@ from revkit_splines.rational_quadratic import (
 )
 
 BLOCK_NAME = "rq_spline_coupling"
-
-ElementwiseMap = Callable[[Tensor, SplineKnots], tuple[Tensor, Tensor]]
 
 
 class RQSplineCouplingParams(SplineParams):
@@ -62,7 +55,7 @@ class RQSplineCouplingParams(SplineParams):
     )
 
 
-class RQSplineCoupling(Invertible):
+class RQSplineCoupling(Coupling):
     r"""Rational-quadratic spline coupling with linear (identity) tails, for images and vectors.
 
     Args:
@@ -83,8 +76,7 @@ class RQSplineCoupling(Invertible):
     """
 
     Params = RQSplineCouplingParams
-    conditional = True
-    supported_ranks = (1, 3)
+    block_name = BLOCK_NAME
 
     def __init__(
         self,
@@ -97,47 +89,26 @@ class RQSplineCoupling(Invertible):
         flip: bool = False,
         context_size: int = 0,
     ):
-        super().__init__()
-        require_rank(BLOCK_NAME, input_shape, self.supported_ranks, "put a flatten or reshape before it")
-        self.input_shape = tuple(input_shape)
-        self.hidden = int(hidden)
+        super().__init__(input_shape, hidden=hidden, mask=mask, flip=flip, context_size=context_size,
+                         parameters_per_entry=parameter_count(int(bins)))
         self.bins = int(bins)
         self.bound = float(bound)
-        self.mask_kind = mask
-        self.flip = bool(flip)
-        self.context_size = int(context_size)
-        self.mask = make_mask(BLOCK_NAME, mask, self.input_shape, self.flip)
-        self.per_entry = parameter_count(self.bins)
-        active_channels = self.mask.active_shape[0]
-        self.subnet = coupling_subnet(self.mask.cond_shape, active_channels * self.per_entry, self.hidden,
-                                      self.context_size)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(x, context, rq_spline)
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`(g_θ(x_a), \\log g_θ'(x_a))` per entry."""
+        return rq_spline(active, self.knots(params))
 
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self._couple(y, context, rq_spline_inverse)
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        """:math:`(g_θ^{-1}(y_a), -\\log g_θ'(g_θ^{-1}(y_a)))` per entry."""
+        return rq_spline_inverse(active, self.knots(params))
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        require_built_shape(BLOCK_NAME, self.input_shape, input_shape)
-        return self.input_shape
+    def knots(self, params: Tensor) -> SplineKnots:
+        """The splines' knots from the network output ``[batch, 3K − 1, *active_shape]``."""
+        return spline_knots(torch.movedim(params, 1, -1), self.bound)
 
     def describe(self) -> str:
         extra = "" if self.mask_kind == "channel" else f", {self.mask_kind}"
         return f"RQSplineCoupling({self.hidden}, K={self.bins}, B={self.bound:g}{extra})"
-
-    def _couple(self, x: Tensor, context: Tensor | None, elementwise: ElementwiseMap) -> tuple[Tensor, Tensor]:
-        cond, active = self.mask.split(x)
-        raw = self.subnet(cond, require_context(BLOCK_NAME, self.context_size, context, x))
-        knots = spline_knots(self._per_entry(raw, active), self.bound)
-        new_active, log_derivative = elementwise(active, knots)
-        return self.mask.merge(cond, new_active), self.mask.sum_active(log_derivative)
-
-    def _per_entry(self, raw: Tensor, active: Tensor) -> Tensor:
-        """Network output ``[batch, P·C_a, …]`` (parameter-major channels) → ``[batch, C_a, …, P]``."""
-        batch, channels = active.shape[0], active.shape[1]
-        grouped = raw.reshape(batch, self.per_entry, channels, *active.shape[2:])
-        return torch.movedim(grouped, 1, -1)
 
 
 __all__ = ["BLOCK_NAME", "RQSplineCoupling", "RQSplineCouplingParams"]

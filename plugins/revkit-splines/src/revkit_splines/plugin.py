@@ -6,8 +6,7 @@ revkit's plugin manager registers this module and calls its hooks; each hook cal
 
 from __future__ import annotations
 
-from revkit.plugins import hookimpl
-from revkit.plugins.hookspecs import Register
+from revkit.blocks import Register, hookimpl
 
 from revkit_splines import autoregressive, coupling
 
