@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from revkit.errors import PluginError
-from revkit.plugins import hookspecs
+import revkit.plugins.hookspecs as hookspecs
 from revkit.plugins.registry import PluginFailure, PluginInfo, Registries
 
 ENTRY_POINT_GROUP = "revkit"

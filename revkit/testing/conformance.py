@@ -37,7 +37,7 @@ from torch import Tensor
 from revkit.errors import ShapeError, did_you_mean
 from revkit.invertible import Invertible, Shape
 from revkit.plugins.registry import Registries
-from revkit.testing import checks as check_fns
+import revkit.testing.checks as check_fns
 from revkit.testing.strategies import KitError, draw_inputs, params_strategy, shapes_strategy
 
 Factory = Callable[..., Invertible]
