@@ -10,6 +10,7 @@
     revkit schema                                         JSON Schema of spec files
     revkit new-plugin NAME [--dir DIR]                    write the skeleton of a plugin distribution revkit-NAME
     revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
+    revkit compare RUN_DIR… [--markdown]                  one table of finished runs of any model kind
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
 unknown block, a bad field, an existing run folder, a broken checkpoint, …; a usage error; a file the
