@@ -31,8 +31,10 @@ from revkit.eval.classifier import (
     save_classifier,
 )
 from revkit.eval.classifier_scores import (
+    CLASSIFIER_SCORES,
     center_crop,
     classifier_unavailable,
+    diversity_scores,
     fid_mnist_classifier,
     mnist_classifier_scores,
     sample_class_accuracy,
@@ -139,7 +141,7 @@ def test_classifier_scores_say_why_they_do_not_apply() -> None:
     assert "1×H×W" in classifier_unavailable(FakeSource("mnist"), (3, 32, 32))
     assert classifier_unavailable(FakeSource("mnist"), (1, 32, 32)) == ""
     scores = mnist_classifier_scores(torch.rand(10, 1, 28, 28), None, FakeSource("cifar10", (3, 32, 32)))
-    assert scores.values == {} and set(scores.unavailable) == {"sample_class_accuracy", "fid_mnist_classifier"}
+    assert scores.values == {} and set(scores.unavailable) == set(CLASSIFIER_SCORES)
 
 
 # -- the Inception backend ------------------------------------------------------------------------
@@ -163,7 +165,7 @@ def test_unavailable_scores_are_reported_without_drawing_samples(monkeypatch: py
     settings = SimpleNamespace(scores=["mnist_classifier", "inception"], inception_weights=str(tmp_path / "none"))
     values, unavailable = compute_scores(flow, settings, [], None, torch.device("cpu"), log=lambda _t: None)
     assert values == {}
-    assert set(unavailable) == {"sample_class_accuracy", "fid_mnist_classifier", "fid_inception"}
+    assert set(unavailable) == {*CLASSIFIER_SCORES, "fid_inception"}
     assert "does not download" in unavailable["fid_inception"]
 
 
@@ -225,3 +227,18 @@ def test_the_classifier_fid_separates_test_digits_from_noise(classifier: Trained
     blurred = fid_mnist_classifier(classifier.model, F.avg_pool2d(test_x[2000:4000].float() / 255, 3, 1, 1), reference)
     noise = fid_mnist_classifier(classifier.model, torch.rand(2000, 1, 28, 28), reference)
     assert real < blurred < noise
+
+
+@needs_mnist
+def test_diversity_scores_tell_real_variety_from_collapse(classifier: TrainedClassifier, mnist_data: Any) -> None:
+    (train_x, train_y), test = mnist_data
+    images, labels = train_x[:2000].float() / 255, train_y[:2000]
+    real = diversity_scores(classifier.model, images, labels, test)
+    assert 0.9 < real["spread_ratio"] < 1.1 and real["precision"] > 0.7 and real["recall"] > 0.7
+    # mode collapse within each class: one training digit per class, repeated with faint noise
+    first = torch.stack([images[labels == k][0] for k in range(10)])
+    noise = 0.01 * torch.randn(2000, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    collapsed = (first[labels] + noise).clamp(0, 1)
+    scores = diversity_scores(classifier.model, collapsed, labels, test)
+    assert scores["spread_ratio"] < 0.1 and scores["recall"] < 0.2
+    assert scores["real_spread"] == pytest.approx(real["real_spread"])  # the same real reference

@@ -4,7 +4,12 @@ r"""Scores of MNIST samples from revkit's cached MNIST classifier (:mod:`revkit.
   to their intended class, :math:`\frac1n \sum_i [\arg\max_k g_k(x_i) = y_i]`;
 * ``fid_mnist_classifier`` — the Fréchet distance (:mod:`revkit.eval.fid`) between the
   classifier's penultimate-layer features (128-d) of the samples and of the MNIST test split.
-  It is *not* the Inception FID of the literature and not comparable to it; only to itself.
+  It is *not* the Inception FID of the literature and not comparable to it; only to itself;
+* ``sample_spread``, ``real_spread`` and ``spread_ratio`` — the within-class spread
+  (:mod:`revkit.eval.diversity`) of the samples and of as many test digits of the same classes, in
+  pixels of the 28×28 images, and samples over real (one class for an unconditional model);
+* ``precision`` and ``recall`` — improved precision and recall (k = 3) of the samples' classifier
+  features against as many test digits' features.
 
 Images larger than 28×28 (a model of ``data.pad``-ded MNIST, e.g. 32×32) are center-cropped to
 28×28 before classification: the padding is removed again.
@@ -22,13 +27,15 @@ from torch import Tensor
 
 from revkit.data.base import DataSource
 from revkit.errors import DataError, RevkitError
-from revkit.eval.classifier import IMAGE_SHAPE, MnistClassifier, accuracy, features, mnist_classifier
+from revkit.eval.classifier import IMAGE_SHAPE, MnistClassifier, accuracy, as_float, features, mnist_classifier
+from revkit.eval.diversity import precision_recall, within_class_spread
 from revkit.eval.fid import frechet_distance_of_features
 
 #: data sources whose images the MNIST classifier understands.
 MNIST_SOURCES = ("mnist",)
 #: the scores this backend computes (beside the classifier's own test accuracy).
-CLASSIFIER_SCORES = ("sample_class_accuracy", "fid_mnist_classifier")
+CLASSIFIER_SCORES = ("sample_class_accuracy", "fid_mnist_classifier", "sample_spread", "real_spread", "spread_ratio",
+                     "precision", "recall")
 
 
 @dataclass
@@ -124,5 +131,33 @@ def mnist_classifier_scores(
     else:
         out.values["sample_class_accuracy"] = sample_class_accuracy(clf.model, samples, intended)
     out.values["fid_mnist_classifier"] = fid_mnist_classifier(clf.model, samples, test[0])
+    out.values.update(diversity_scores(clf.model, samples, intended, test))
     out.values["score_samples"] = int(samples.shape[0])
     return out
+
+
+def diversity_scores(model: MnistClassifier, samples: Tensor, intended: Tensor | None,
+                     test: tuple[Tensor, Tensor]) -> dict[str, float]:
+    """Within-class spread of the samples and of real test digits with the same class counts (all
+    digits pooled for an unconditional model), and precision and recall in classifier features."""
+    images, labels = test
+    generator = torch.Generator().manual_seed(0)
+    if intended is None:
+        n = min(samples.shape[0], images.shape[0])
+        real = images[torch.randperm(images.shape[0], generator=generator)[:n]]
+        fake, fake_labels, real_labels = samples[:n], torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
+    else:
+        picks = []
+        for k in torch.unique(intended).tolist():
+            pool = torch.nonzero(labels == k).flatten()
+            wanted = int((intended == k).sum())
+            picks.append(pool[torch.randperm(pool.numel(), generator=generator)[:wanted]])
+        index = torch.cat(picks)
+        real, real_labels = images[index], labels[index]
+        fake, fake_labels = samples, intended
+    fake, real = as_float(center_crop(fake)), as_float(center_crop(real))
+    sample_spread = within_class_spread(fake.cpu(), fake_labels.cpu())
+    real_spread = within_class_spread(real.cpu(), real_labels.cpu())
+    precision, recall = precision_recall(features(model, real).cpu(), features(model, fake).cpu())
+    return {"sample_spread": sample_spread, "real_spread": real_spread, "spread_ratio": sample_spread / real_spread,
+            "precision": precision, "recall": recall}

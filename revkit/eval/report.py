@@ -28,9 +28,10 @@ Written files:
 ``prior_stds``. Scores (``eval.scores``, none by default), computed on ``eval.score_samples``
 samples balanced over the classes:
 
-* ``mnist_classifier`` → ``sample_class_accuracy``, ``fid_mnist_classifier``,
-  ``mnist_classifier_test_accuracy``, ``score_samples`` (:mod:`revkit.eval.classifier_scores`;
-  needs the run's MNIST data source);
+* ``mnist_classifier`` → ``sample_class_accuracy``, ``fid_mnist_classifier``, the diversity scores
+  ``sample_spread``, ``real_spread``, ``spread_ratio``, ``precision``, ``recall``
+  (:mod:`revkit.eval.diversity`), ``mnist_classifier_test_accuracy``, ``score_samples``
+  (:mod:`revkit.eval.classifier_scores`; needs the run's MNIST data source);
 * ``inception`` → ``fid_inception`` (:mod:`revkit.eval.inception`; needs torch-fidelity and its
   weights on disk).
 """
