@@ -133,7 +133,7 @@ def test_gradients_reach_the_network_and_the_prior_means_and_stds_of_the_classes
     out = ot.losses(flow, (x, y))
     out.loss.backward()
     prior = flow.prior
-    assert set(out.metrics) == {"ot_cost", "smoothness", "active_dims"}
+    assert set(out.metrics) == {"ot_cost", "smoothness", "active_dims", "std_ratio"}
     assert bool((prior.means.grad[:2] != 0).all()) and bool((prior.stds.grad[:2] != 0).all())
     assert bool((prior.means.grad[2] == 0).all()) and bool((prior.stds.grad[2] == 0).all())
     for name, p in flow.net.named_parameters():
@@ -220,3 +220,105 @@ def test_mnist_ot_spec_builds_the_papers_revnet_with_a_data_initialised_std_prio
     assert isinstance(prior, ClassGaussian) and prior.param == "std" and prior.init_samples == 2000
     assert isinstance(built.objective, OptimalTransport) and built.objective.solver == "emd"
     assert built.objective.smoothness_weight == 15.0 and built.objective.smoothness_noise == 0.01
+
+
+# -- the options against within-class collapse -------------------------------------------------------
+
+def alike_sets(scale: torch.Tensor, dims: int = 64, n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` encodings and ``n`` prior samples of one class, both drawn from N(0, scale²) in ``dims``
+    dimensions: the same distribution."""
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(n, dims, generator=g), scale * torch.randn(n, dims, generator=g)
+
+
+def plan_cost(a: torch.Tensor, b: torch.Tensor, solver: str = "emd") -> torch.Tensor:
+    costs = cost_matrix(a, b)
+    return (transport_plan(costs, solver) * costs).sum()  # type: ignore[arg-type]
+
+
+def scale_gradient(loss_of: Any, seeds: int = 20) -> tuple[float, float]:
+    """Mean loss and mean d loss / d scale at scale 1 over ``seeds`` draws of two alike sets."""
+    values, grads = [], []
+    for seed in range(seeds):
+        scale = torch.tensor(1.0, requires_grad=True)
+        loss = loss_of(*alike_sets(scale, seed=seed))
+        (grad,) = torch.autograd.grad(loss, scale)
+        values.append(float(loss.detach()))
+        grads.append(float(grad))
+    return sum(values) / seeds, sum(grads) / seeds
+
+
+def test_minibatch_ot_rewards_shrinking_two_alike_sets_and_the_energy_distance_does_not():
+    ot_value, ot_grad = scale_gradient(plan_cost)
+    assert ot_value > 8.0 and ot_grad > 8.0  # ≈ sqrt(2·64) ≈ 11.3: shrinking both lowers the loss
+    energy_value, energy_grad = scale_gradient(OptimalTransport.energy_distance)
+    assert abs(energy_value) < 0.05 * ot_value and abs(energy_grad) < 0.05 * ot_grad
+
+
+def test_the_sinkhorn_divergence_at_a_small_epsilon_keeps_the_bias():
+    """Why the option is the energy distance: OT_ε(z, s) − ½OT_ε(z, z) − ½OT_ε(s, s) with the solver's
+    ε (5% of the largest cost) still rewards shrinking two alike minibatches almost as much as OT."""
+    def sinkhorn_divergence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return plan_cost(a, b, "sinkhorn") - 0.5 * plan_cost(a, a, "sinkhorn") - 0.5 * plan_cost(b, b, "sinkhorn")
+
+    ot_value, ot_grad = scale_gradient(plan_cost)
+    value, grad = scale_gradient(sinkhorn_divergence)
+    assert value > 0.8 * ot_value and grad > 0.8 * ot_grad
+
+
+def test_the_energy_distance_pulls_apart_sets_together():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(8, 16, generator=g) + 3.0
+    s = torch.randn(8, 16, generator=g)
+    shift = torch.zeros(16, requires_grad=True)
+    loss = OptimalTransport.energy_distance(z - shift, s)
+    (grad,) = torch.autograd.grad(loss, shift)
+    assert float(loss) > 1.0 and bool((grad < 0).all())  # a positive shift moves z towards s and lowers it
+
+
+def test_the_energy_loss_trains_the_prior_too():
+    flow, ot = small_flow(), objective(divergence="energy")
+    x, y = torch.randn(12, 6), torch.tensor([0, 1] * 6)
+    out = ot.losses(flow, (x, y))
+    out.loss.backward()
+    assert bool((flow.prior.means.grad[:2] != 0).all()) and bool((flow.prior.stds.grad[:2] != 0).all())
+    with pytest.raises(RevkitError, match="cost = 'euclidean'"):
+        OptimalTransport(divergence="energy", cost="sqeuclidean")
+
+
+def test_prior_moments_follow_the_encodings_and_get_no_gradient():
+    flow = small_flow()
+    ot = OptimalTransport(prior_fit="moments", prior_momentum=0.5)
+    ot.setup(flow, INFO)
+    x, y = torch.randn(12, 6), torch.tensor([0, 1] * 6)
+    prior = flow.prior
+    before_means, before_stds = prior.means.detach().clone(), prior.stds.detach().clone()
+    z = flow.encode(x, y).detach()
+    out = ot.losses(flow, (x, y))
+    out.loss.backward()
+    assert prior.means.grad is None and prior.stds.grad is None
+    for c in (0, 1):
+        members = z[y == c]
+        assert torch.allclose(prior.means[c], 0.5 * before_means[c] + 0.5 * members.mean(0))
+        assert torch.allclose(prior.stds[c], 0.5 * before_stds[c] + 0.5 * members.std(0))
+    assert torch.equal(prior.means[2], before_means[2]) and torch.equal(prior.stds[2], before_stds[2])
+    flow.eval()
+    ot.losses(flow, (x, y))  # evaluation passes leave the prior alone
+    assert torch.allclose(prior.means[0], 0.5 * before_means[0] + 0.5 * z[y == 0].mean(0))
+
+
+def test_std_ratio_compares_the_prior_spread_with_the_encodings():
+    flow, ot = small_flow(), objective()
+    with torch.no_grad():
+        flow.prior.stds.fill_(2.0)
+    z = torch.cat([torch.randn(50, 6), torch.randn(50, 6)])
+    y = torch.tensor([0] * 50 + [1] * 50)
+    expected = sum(2.0 / float(z[y == c].std(0).mean()) for c in (0, 1)) / 2
+    assert ot.std_ratio(flow, z, y) == pytest.approx(expected)
+
+
+def test_bad_option_values_are_refused():
+    with pytest.raises(RevkitError, match="divergence"):
+        OptimalTransport(divergence="sinkhorn_divergence")  # type: ignore[arg-type]
+    with pytest.raises(RevkitError, match="prior_momentum"):
+        OptimalTransport(prior_momentum=1.0)

@@ -26,6 +26,32 @@ with means over every element. :math:`f^{-1}(z) = x` exactly for an invertible n
 :math:`f^{-1}(f(x; θ); θ) = x` for every :math:`θ` has zero gradient, so ``x`` stands in for the
 unperturbed inversion: same value and same gradients as inverting twice, one inverse pass fewer.
 The training loss is :math:`L_{\text{OT}} + w \, L_{\text{smooth}}`.
+
+Two options answer the within-class collapse of the paper's setting (``docs/mnist_ot_diversity.md`` has
+the diagnosis). Minibatch OT between two samples of *one* distribution is not zero, and in many
+dimensions it grows with their spread (pairwise distances concentrate near
+:math:`\sqrt{D(σ_z^2 + σ_s^2)}`), so its gradient shrinks the encodings and the prior together.
+
+* ``divergence = "energy"`` replaces it by the energy distance (Székely & Rizzo, 2013), with the
+  unbiased (U-statistic) estimate per class,
+
+  .. math:: E_c = \frac{1}{n_c^2}\sum_{i,j} \lVert z_i - s_j\rVert
+            - \frac{1}{2 n_c(n_c-1)}\sum_{i\ne j} \lVert z_i - z_j\rVert
+            - \frac{1}{2 n_c(n_c-1)}\sum_{i\ne j} \lVert s_i - s_j\rVert ,
+
+  whose expectation is zero when encodings and prior samples are drawn alike, at any scale, so it no
+  longer rewards shrinking both. (It is the large-ε limit of the Sinkhorn divergence; at the small ε
+  of the entropic solver here the Sinkhorn divergence keeps the bias, which
+  ``tests/test_optimal_transport.py`` shows.) ``cost`` must be ``"euclidean"``;
+* ``prior_fit = "moments"`` takes the prior out of the transport loss: its samples are drawn with the
+  means and stds detached, and after every step the class's mean and std move towards the batch's
+  encodings of that class (exponential moving average with rate ``prior_momentum``), so the prior
+  follows the encodings' spread instead of racing them to zero. (Each process updates its prior from its
+  own share of the batch, so under data parallelism the processes' priors drift apart: use it with one
+  process.)
+
+Logged in every case: ``std_ratio``, the mean over the batch's classes of the prior's mean std over the
+encodings' mean per-dimension std in the batch (1 when the prior's spread matches the encodings').
 """
 
 from __future__ import annotations
@@ -46,6 +72,8 @@ if TYPE_CHECKING:
 
 Cost = Literal["euclidean", "sqeuclidean"]
 Solver = Literal["emd", "sinkhorn"]
+Divergence = Literal["ot", "energy"]
+PriorFit = Literal["learned", "moments"]
 
 
 class OptimalTransportParams(ObjectiveParams):
@@ -55,6 +83,15 @@ class OptimalTransportParams(ObjectiveParams):
                        "largest cost of each class's matrix")
     smoothness_weight: float = Field(15.0, ge=0.0, description="weight of the decoder-smoothness term")
     smoothness_noise: float = Field(0.01, ge=0.0, description="std of the latent noise of that term")
+    divergence: Divergence = Field(
+        "ot", description="'ot': the minibatch transport cost (the paper's); 'energy': the energy distance "
+                          "E‖z−s‖ − ½E‖z−z′‖ − ½E‖s−s′‖ per class, unbiased, zero when encodings and prior samples "
+                          "are drawn alike (needs cost = 'euclidean')")
+    prior_fit: PriorFit = Field(
+        "learned", description="'learned': the prior's means and stds are trained by the transport loss (the "
+                               "paper's); 'moments': they follow the encodings' per-class mean and std")
+    prior_momentum: float = Field(0.99, ge=0.0, lt=1.0, description="for prior_fit = 'moments': the moving "
+                                                                    "average's weight on the old value per step")
 
 
 def cost_matrix(a: Tensor, b: Tensor, cost: Cost = "euclidean") -> Tensor:
@@ -106,6 +143,9 @@ class OptimalTransport(Objective):
         reg: sinkhorn's regularisation, relative to each cost matrix's largest entry.
         smoothness_weight: :math:`w`.
         smoothness_noise: std of :math:`η`.
+        divergence: ``"ot"`` or ``"energy"`` (see the module).
+        prior_fit: ``"learned"`` or ``"moments"`` (see the module).
+        prior_momentum: the moving average's weight on the old moments.
     """
 
     Params = OptimalTransportParams
@@ -118,6 +158,9 @@ class OptimalTransport(Objective):
         reg: float = 0.05,
         smoothness_weight: float = 15.0,
         smoothness_noise: float = 0.01,
+        divergence: Divergence = "ot",
+        prior_fit: PriorFit = "learned",
+        prior_momentum: float = 0.99,
     ):
         super().__init__()
         if cost not in ("euclidean", "sqeuclidean"):
@@ -129,6 +172,14 @@ class OptimalTransport(Objective):
                               f"got {reg}, {smoothness_weight}, {smoothness_noise}")
         self.cost, self.solver, self.reg = cost, solver, float(reg)
         self.smoothness_weight, self.smoothness_noise = float(smoothness_weight), float(smoothness_noise)
+        if divergence not in ("ot", "energy") or prior_fit not in ("learned", "moments"):
+            raise RevkitError(f"optimal_transport: divergence must be 'ot' or 'energy' and prior_fit "
+                              f"'learned' or 'moments'; got {divergence!r}, {prior_fit!r}")
+        if divergence == "energy" and cost != "euclidean":
+            raise RevkitError("optimal_transport: divergence = 'energy' is defined with cost = 'euclidean'")
+        if not 0.0 <= prior_momentum < 1.0:
+            raise RevkitError(f"optimal_transport: prior_momentum must lie in [0, 1), got {prior_momentum}")
+        self.divergence, self.prior_fit, self.prior_momentum = divergence, prior_fit, float(prior_momentum)
 
     def setup(self, model: Flow, data: DataInfo) -> None:
         """Check that the flow has a class-conditional prior and the data carry labels."""
@@ -141,25 +192,97 @@ class OptimalTransport(Objective):
             )
         if data.classes < 1:
             raise RevkitError(f"optimal_transport needs labelled data, but '{data.name}' has no classes")
+        if self.prior_fit == "moments" and not (hasattr(prior, "means") and hasattr(prior, "component_stds")):
+            raise RevkitError(f"optimal_transport: prior_fit = 'moments' sets a class prior's means and stds, but "
+                              f"{type(prior).__name__} has none (use prior.kind = 'class_gaussian')")
 
     # -- the two terms ----------------------------------------------------------------------
+    def _prior_samples(self, model: Flow, n: int, c: int, like: Tensor) -> Tensor:
+        """``n`` reparameterized samples of class ``c``'s prior, flattened; with ``prior_fit = "moments"``
+        drawn from the detached moments (no gradient reaches the prior)."""
+        prior = model.prior
+        assert prior is not None
+        if self.prior_fit == "moments":
+            mean = prior.component_means()[c].reshape(1, -1).detach()
+            std = prior.component_stds()[c].reshape(1, -1).detach()
+            return mean + std * torch.randn(n, mean.shape[1], dtype=like.dtype, device=like.device)
+        labels = torch.full((n,), c, dtype=torch.long, device=like.device)
+        return prior.rsample(n, labels).reshape(n, -1)
+
     def class_plans(self, model: Flow, z: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
         """For each class in ``y``: ``(indices [n_c], costs [n_c, n_c], plan [n_c, n_c])`` between the
         class's flattened encodings and as many fresh prior samples of that class."""
-        prior = model.prior
-        assert prior is not None
+        return [(index, costs, plan) for index, _, costs, plan in self._class_terms(model, z, y)]
+
+    def _class_terms(self, model: Flow, z: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per class: indices, prior samples, costs and the transport plan."""
         flat = z.reshape(z.shape[0], -1)
         out = []
         for c in torch.unique(y).tolist():
             index = (y == c).nonzero(as_tuple=True)[0]
-            samples = prior.rsample(index.numel(), torch.full_like(index, c)).reshape(index.numel(), -1)
+            samples = self._prior_samples(model, index.numel(), int(c), flat)
             costs = cost_matrix(flat[index], samples, self.cost)
-            out.append((index, costs, transport_plan(costs, self.solver, self.reg)))
+            out.append((index, samples, costs, transport_plan(costs, self.solver, self.reg)))
         return out
 
+    @staticmethod
+    def energy_distance(a: Tensor, b: Tensor) -> Tensor:
+        r"""The unbiased energy distance between the rows of ``a`` and ``b`` (see the module); the
+        within-set terms need two rows, and a set with one row contributes none."""
+        cross = cost_matrix(a, b, "euclidean").mean()
+
+        def within(points: Tensor) -> Tensor:
+            n = points.shape[0]
+            return cost_matrix(points, points, "euclidean").sum() / (n * (n - 1)) if n > 1 else points.new_zeros(())
+
+        return cross - 0.5 * within(a) - 0.5 * within(b)
+
     def transport_loss(self, model: Flow, z: Tensor, y: Tensor) -> Tensor:
-        """:math:`L_{\\text{OT}}`: the mean over classes of :math:`\\sum_{ij} T_{ij} C_{ij}`."""
-        return torch.stack([(plan * costs).sum() for _, costs, plan in self.class_plans(model, z, y)]).mean()
+        """:math:`L_{\\text{OT}}`: the mean over classes of :math:`\\sum_{ij} T_{ij} C_{ij}` (of the energy
+        distance :math:`E_c` with ``divergence = "energy"``)."""
+        flat = z.reshape(z.shape[0], -1)
+        if self.divergence == "energy":
+            per_class = []
+            for c in torch.unique(y).tolist():
+                index = (y == c).nonzero(as_tuple=True)[0]
+                samples = self._prior_samples(model, index.numel(), int(c), flat)
+                per_class.append(self.energy_distance(flat[index], samples))
+            return torch.stack(per_class).mean()
+        return torch.stack([(plan * costs).sum() for _, _, costs, plan in self._class_terms(model, z, y)]).mean()
+
+    @torch.no_grad()
+    def std_ratio(self, model: Flow, z: Tensor, y: Tensor) -> float:
+        """Mean over the batch's classes (with ≥ 2 members) of the prior's mean std over the encodings'
+        mean per-dimension std."""
+        prior = model.prior
+        stds = getattr(prior, "component_stds", None)
+        if not callable(stds):
+            return float("nan")
+        flat = z.reshape(z.shape[0], -1)
+        all_stds = stds().reshape(-1, flat.shape[1])
+        ratios = [float(all_stds[c].mean() / flat[y == c].std(dim=0).mean().clamp_min(1e-12))
+                  for c in torch.unique(y).tolist() if int((y == c).sum()) >= 2]
+        return sum(ratios) / len(ratios) if ratios else float("nan")
+
+    @torch.no_grad()
+    def fit_prior_moments(self, model: Flow, z: Tensor, y: Tensor) -> None:
+        """``prior_fit = "moments"``: move each batch class's prior mean and std towards its encodings'."""
+        prior = model.prior
+        assert prior is not None
+        flat = z.detach().reshape(z.shape[0], -1)
+        keep = self.prior_momentum
+        for c in torch.unique(y).tolist():
+            members = flat[y == c]
+            if members.shape[0] < 2:
+                continue
+            mean = prior.means[c]
+            mean.mul_(keep).add_((1 - keep) * members.mean(dim=0).reshape(mean.shape))
+            std = members.std(dim=0).reshape(mean.shape)
+            if prior.param == "std":
+                prior.stds[c].mul_(keep).add_((1 - keep) * std)
+            else:
+                current = prior.log_stds[c].exp()
+                prior.log_stds[c].copy_((keep * current + (1 - keep) * std).clamp_min(1e-12).log())
 
     def smoothness(self, model: Flow, x: Tensor, z: Tensor, y: Tensor) -> Tensor:
         """:math:`L_{\\text{smooth}}`: MSE + L1 between :math:`f^{-1}(z+η)` and :math:`x = f^{-1}(z)`."""
@@ -175,6 +298,9 @@ class OptimalTransport(Objective):
         z = model.encode(x, y)
         transport = self.transport_loss(model, z, y)
         metrics = {"ot_cost": float(transport.detach())}
+        metrics["std_ratio"] = self.std_ratio(model, z, y)
+        if self.prior_fit == "moments" and model.training:
+            self.fit_prior_moments(model, z, y)
         loss = transport
         if self.smoothness_weight > 0:
             smooth = self.smoothness(model, x, z, y)
@@ -201,4 +327,5 @@ class OptimalTransport(Objective):
 
     def extra_repr(self) -> str:
         return (f"cost={self.cost!r}, solver={self.solver!r}, smoothness_weight={self.smoothness_weight:g}, "
-                f"smoothness_noise={self.smoothness_noise:g}")
+                f"smoothness_noise={self.smoothness_noise:g}, divergence={self.divergence!r}, "
+                f"prior_fit={self.prior_fit!r}")
