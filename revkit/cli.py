@@ -106,6 +106,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             "plugins": [p.as_dict() for p in regs.plugins],
             "failures": [f.as_dict() for f in regs.failures],
             "block_hints": dict(regs.block_hints),
+            "logger_hints": dict(regs.logger_hints),
         }
         print(json.dumps(doc, indent=2))
         return 0
