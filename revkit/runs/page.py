@@ -64,7 +64,7 @@ text-align: left; vertical-align: top; } th { background: #f2f4f8; } td.num { te
 font-variant-numeric: tabular-nums; }
 figure { margin: 0.5rem 0 1rem 0; } figcaption { font-size: 0.85rem; color: #5a6475; }
 img { max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #eef0f4; }
-img.chart { image-rendering: auto; }
+img.chart { image-rendering: auto; } img.pic { min-width: min(100%, 440px); }
 pre { background: #f7f9fc; border: 1px solid #dde2ea; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 1rem; }
 .muted { color: #8a93a3; }
@@ -115,7 +115,7 @@ def data_uri(png: bytes) -> str:
 
 
 def _img(png: bytes, alt: str, chart: bool = False) -> str:
-    css = ' class="chart"' if chart else ""
+    css = ' class="chart"' if chart else ' class="pic"'
     return f'<img{css} src="{data_uri(png)}" alt="{html.escape(alt)}">'
 
 
@@ -232,7 +232,7 @@ def _objective_section(run: RunView) -> str:
                        for k, v in bounds)
         blocks.append(f"<div><h3>bounds on the log-likelihood</h3><table>{rows}</table></div>")
     active = m.get("active_dims_per_class")
-    if isinstance(active, (list, int)) and active != []:
+    if isinstance(active, list) and len(active) > 1:  # one number (an unconditional prior) is in the table
         blocks.append(f"<figure>{_img(active_dims_png(active), 'active dimensions per class', chart=True)}"
                       "<figcaption>latent dimensions the prior keeps active, per class</figcaption></figure>")
     if "prior_stds" in run.pictures:
