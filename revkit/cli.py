@@ -106,6 +106,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             "plugins": [p.as_dict() for p in regs.plugins],
             "failures": [f.as_dict() for f in regs.failures],
             "block_hints": dict(regs.block_hints),
+            "logger_hints": dict(regs.logger_hints),
         }
         print(json.dumps(doc, indent=2))
         return 0
@@ -150,6 +151,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from revkit.runs.compare import compare
 
     print(compare(args.run_dirs, markdown=args.markdown), end="")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from revkit.runs.page import write_comparison_page, write_run_page
+
+    if len(args.run_dirs) == 1:
+        path = write_run_page(args.run_dirs[0], args.output)
+    else:
+        path = write_comparison_page(args.run_dirs, args.output or "report.html")
+    print(path)
     return 0
 
 
@@ -242,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished run folders")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="a self-contained HTML page of one run (its report.html) or comparing several")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (any kinds)")
+    p.add_argument("-o", "--output", default=None, metavar="PAGE",
+                   help="where the page goes (default: RUN_DIR/report.html for one run, ./report.html for several)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution revkit-NAME")
     p.add_argument("name", metavar="NAME", help="the plugin's name, a lower-case identifier such as 'splines'")

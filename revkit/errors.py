@@ -50,6 +50,10 @@ class DataError(RevkitError):
     """A data set is missing, unreadable or not what the spec says."""
 
 
+class LoggerError(RevkitError):
+    """An experiment logger that cannot run (its package missing, its store unwritable), named."""
+
+
 class CheckpointError(RevkitError):
     """A checkpoint is missing, truncated or belongs to another spec."""
 

@@ -171,3 +171,12 @@ def test_the_vae_checker_finds_each_kind_of_mention():
     found = vae_mentions(source)
     assert [f.split(":")[0] for f in found].count("line 4") == 2 and len(found) == 5
     assert vae_mentions("kind = 'vae is a word in a string'\n") == []
+
+
+def test_the_loggers_sit_beside_train_and_eval():
+    """Loggers are called by the run layer (the trainer only sees a callback): train, eval and loggers never
+    import each other."""
+    graph = import_graph()
+    assert any(t.startswith("revkit.loggers") for t in graph["revkit.runs.run"])
+    assert crossings(graph, "revkit.loggers", "revkit.train") == []
+    assert crossings(graph, "revkit.loggers", "revkit.eval") == []

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from revkit.errors import DataError, RevkitError
 from revkit.runtime.files import atomic_write
+from revkit.runtime.progress import Phase, phase
 
 ENV_CACHE = "REVKIT_CACHE"
 #: the training recipe; part of the cache key (change any value and the classifier is retrained).
@@ -141,8 +142,9 @@ def features(model: MnistClassifier, images: Tensor) -> Tensor:
     """Penultimate-layer features ``[N, 128]`` (float64, on the CPU) of images ``[N, 1, 28, 28]``."""
     model.eval()
     device = next(model.parameters()).device
+    starts = range(0, images.shape[0], CHUNK)
     out = [model.features(as_float(images[i : i + CHUNK]).to(device)).double().cpu()
-           for i in range(0, images.shape[0], CHUNK)]
+           for i in phase(starts, f"classifier features of {images.shape[0]} images", unit="chunk")]
     return torch.cat(out) if out else torch.zeros(0, FEATURES, dtype=torch.float64)
 
 
@@ -156,7 +158,8 @@ def accuracy(model: MnistClassifier, images: Tensor, labels: Tensor) -> float:
 def train_classifier(
     train_images: Tensor, train_labels: Tensor, log: Log | None = None, device: torch.device | None = None
 ) -> MnistClassifier:
-    """Train a fresh :class:`MnistClassifier` with :data:`RECIPE`; logs progress about 4 times per epoch.
+    """Train a fresh :class:`MnistClassifier` with :data:`RECIPE`; a progress bar (or one line) and a log line
+    per epoch.
 
     The global random state is left as it was (the recipe's seed is used in a forked RNG).
     """
@@ -174,6 +177,7 @@ def train_classifier(
         started = time.monotonic()
         step = 0
         model.train()
+        bar = Phase("training the MNIST scoring classifier", total=total, unit="step")
         for epoch in range(epochs):
             order = torch.randperm(n)
             running, seen = 0.0, 0
@@ -188,10 +192,12 @@ def train_classifier(
                 step += 1
                 running += float(loss.detach())
                 seen += 1
-                if (k + 1) % max(1, steps_per_epoch // 4) == 0 or k + 1 == steps_per_epoch:
+                bar.update()
+                if k + 1 == steps_per_epoch:
                     log(f"MNIST classifier: epoch {epoch + 1}/{epochs}, step {step}/{total}, "
                         f"loss {running / seen:.4f}, {time.monotonic() - started:.0f} s")
                     running, seen = 0.0, 0
+        bar.close()
     return model.eval()
 
 

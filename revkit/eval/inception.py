@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from revkit.eval.fid import frechet_distance_of_features
+from revkit.runtime.progress import phase
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 PACKAGE = "torch_fidelity"
@@ -73,7 +74,8 @@ def load_extractor(path: Path, device: torch.device) -> torch.nn.Module:
 def inception_features(model: torch.nn.Module, images: Tensor, device: torch.device) -> Tensor:
     """2048-d pool features ``[N, 2048]`` (float64, CPU) of images ``[N, C, H, W]`` in [0, 1]."""
     out = []
-    for start in range(0, images.shape[0], CHUNK):
+    for start in phase(range(0, images.shape[0], CHUNK), f"Inception features of {images.shape[0]} images",
+                       unit="chunk"):
         batch = to_rgb8(images[start : start + CHUNK]).to(device)
         out.append(model(batch)[0].double().cpu())
     return torch.cat(out)

@@ -19,6 +19,7 @@ from revkit.errors import DataError
 from revkit.model import Model
 from revkit.objectives.base import Objective
 from revkit.runtime.device import to_device
+from revkit.runtime.progress import phase
 
 
 @torch.no_grad()
@@ -28,6 +29,7 @@ def evaluate_split(
     loader: Iterable[Any],
     device: torch.device,
     max_batches: int = 0,
+    what: str = "evaluating the test split",
 ) -> tuple[dict[str, float], int]:
     """Mean of each metric of ``objective.evaluate`` over the samples of ``loader``.
 
@@ -35,6 +37,7 @@ def evaluate_split(
 
     Args:
         max_batches: stop after this many batches (0: the whole split).
+        what: the phase's name in its progress bar (or its one line when stderr is not a terminal).
 
     Returns:
         metric name → mean over the samples seen, and how many samples there were.
@@ -48,7 +51,10 @@ def evaluate_split(
     sums: dict[str, torch.Tensor] = {}
     count = 0
     try:
-        for i, batch in enumerate(loader):
+        total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+        if max_batches:
+            total = min(total, max_batches) if total is not None else max_batches
+        for i, batch in enumerate(phase(loader, what, total=total, unit="batch")):
             if max_batches and i >= max_batches:
                 break
             batch = to_device(batch, device)

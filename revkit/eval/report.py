@@ -71,6 +71,9 @@ POINTS_2D = 2000
 #: the pictures of class-conditional models beyond samples and reconstructions.
 CONDITIONAL_PICTURES = ["interpolations", "dimension_sweeps", "prior_stds"]
 
+#: pictures drawn at each evaluation during training (for the experiment loggers), where the model has them.
+TRAINING_PICTURES = ("samples", "reconstructions", "interpolations")
+
 #: the scores in metrics.json that each entry of eval.scores gives.
 SCORE_NAMES = {"mnist_classifier": CLASSIFIER_SCORES, "inception": ("fid_inception",)}
 
@@ -292,3 +295,55 @@ def evaluate_run(
     metrics.update(budget)
     return metrics
 
+
+
+def evaluation_pictures(flow: Model, settings: EvalSpec, test_loader: Iterable[Any], device: torch.device,
+                        out_dir: Path) -> dict[str, Path]:
+    """The pictures of :data:`TRAINING_PICTURES` that the spec's ``eval.pictures`` (or its defaults) ask
+    for, drawn into ``out_dir`` for the model as it is now (an evaluation during training); name → PNG.
+
+    The random state and the model's train/eval mode are left as they were, so a run draws the same
+    batches and noise whether or not anything watches it.
+    """
+    out_dir = Path(out_dir)
+    forked = [device] if device.type == "cuda" else []
+    training = flow.training
+    written: dict[str, Path] = {}
+    with torch.random.fork_rng(devices=forked):
+        try:
+            x, y = _first_batch(test_loader, device)
+            if is_2d(flow):
+                n = int(setting(settings, "samples"))
+                if n > 0:
+                    written["samples"] = write_samples(flow, out_dir / "samples.png", n,
+                                                       float(settings.temperature), _points(test_loader, POINTS_2D))
+                return written
+            x_hat, _ = reconstruct(flow, x, y)
+            names, _ = chosen_pictures(settings, flow)
+            pictures = _Pictures(flow, settings, out_dir, x, y, x_hat)
+            for name in names:
+                if name in TRAINING_PICTURES:
+                    pictures.make(name)
+            return {Path(f).stem: out_dir / f for f in pictures.written}
+        finally:
+            flow.train(training)
+
+
+def objective_histograms(flow: Model, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the objective and the model report as distributions, for the loggers' histograms: the prior's
+    stds per class (``prior_stds/class_<k>``; ``prior_stds`` for one component) and the fixed-point
+    iterations of iterative inverses (``fixed_point_iterations``, from ``metrics["inverse"]``)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    stds, _ = component_stds(flow.prior)
+    if stds is not None:
+        flat = stds.detach().double().cpu().reshape(stds.shape[0], -1).numpy()
+        if flat.shape[0] == 1:
+            out["prior_stds"] = flat[0]
+        else:
+            out.update({f"prior_stds/class_{k}": row for k, row in enumerate(flat)})
+    histogram = (metrics.get("inverse") or {}).get("iterations_histogram")
+    if histogram:
+        out["fixed_point_iterations"] = np.repeat([float(k) for k in histogram], [int(v) for v in histogram.values()])
+    return out

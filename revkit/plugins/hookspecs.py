@@ -60,3 +60,19 @@ def register_block_hints(register: Register) -> None:
     ``register("rq_spline_coupling", "revkit-splines")`` lets ``revkit validate`` tell a user which
     distribution to install when a spec names a block that is not installed.
     """
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register experiment loggers: ``register("tensorboard", TensorBoardLogger)`` (subclasses of
+    :class:`revkit.loggers.Logger`). ``[[output.loggers]]`` (or ``output.loggers = ["name", …]``) in a spec
+    names the loggers a run uses; ``metrics.jsonl`` is always written."""
+
+
+@hookspec
+def register_logger_hints(register: Register) -> None:
+    """Register hints for loggers that *other* distributions provide.
+
+    ``register("mlflow", "revkit-mlflow")`` lets a spec that names ``mlflow`` without the plugin installed
+    fail with a message that says which distribution to install.
+    """

@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "revkit.data.builtin",
     "revkit.kinds",
     "revkit.vae.plugin",
+    "revkit.loggers.builtin",
 )
 
 _HOOKS = {
@@ -45,7 +46,11 @@ _HOOKS = {
     "objectives": "register_objectives",
     "datasets": "register_datasets",
     "models": "register_models",
+    "loggers": "register_loggers",
 }
+
+#: hint hooks: a name another distribution provides → that distribution (``Registries.<attribute>``).
+_HINT_HOOKS = {"register_block_hints": "block_hints", "register_logger_hints": "logger_hints"}
 
 
 def _revkit_version() -> str:
@@ -121,11 +126,13 @@ def load_registries(
             names = registry.by_source(source)
             if names and source in by_name:
                 by_name[source].registered[kind] = names
-    for impl in pm.hook.register_block_hints.get_hookimpls():
-        try:
-            impl.function(register=regs.block_hints.__setitem__)
-        except Exception as exc:
-            regs.failures.append(PluginFailure(impl.plugin_name, f"register_block_hints failed: {exc}"))
+    for hook_name, attribute in _HINT_HOOKS.items():
+        hints: dict[str, str] = getattr(regs, attribute)
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(register=hints.__setitem__)
+            except Exception as exc:
+                regs.failures.append(PluginFailure(impl.plugin_name, f"{hook_name} failed: {exc}"))
     return regs
 
 

@@ -95,7 +95,9 @@ class Registries:
     objectives: Registry[Any] = field(default_factory=lambda: Registry("objective"))
     datasets: Registry[Any] = field(default_factory=lambda: Registry("dataset"))
     models: Registry[Any] = field(default_factory=lambda: Registry("model kind"))
+    loggers: Registry[Any] = field(default_factory=lambda: Registry("logger"))
     block_hints: dict[str, str] = field(default_factory=dict)
+    logger_hints: dict[str, str] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
 
@@ -106,4 +108,9 @@ class Registries:
             "objectives": self.objectives,
             "datasets": self.datasets,
             "models": self.models,
+            "loggers": self.loggers,
         }[kind]
+
+    def hints(self, kind: str) -> dict[str, str]:
+        """Names of ``kind`` (``"blocks"``, ``"loggers"``) that other distributions provide → the distribution."""
+        return {"blocks": self.block_hints, "loggers": self.logger_hints}.get(kind, {})

@@ -8,6 +8,8 @@ names::
     metrics.jsonl          one line per logged step (written while training)
     metrics.json           the final evaluation
     *.png                  the pictures of the final evaluation
+    report.html            one self-contained page of the run (:mod:`revkit.runs.page`)
+    tensorboard/           event files, when the spec names the ``tensorboard`` logger
 
 ``revkit run`` writes into ``--out DIR`` when given, else ``output.dir/output.name``, where an
 empty name means ``<spec stem>-<YYYYmmdd-HHMMSS>``. A fresh run refuses an existing non-empty
@@ -33,6 +35,7 @@ SPEC_FILE = "spec.toml"
 CHECKPOINT_DIR = "checkpoints"
 METRICS_LOG = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
 _STAMP = r"\d{8}-\d{6}"
 
 
@@ -61,6 +64,14 @@ class RunFolder:
     @property
     def metrics_file(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def report_file(self) -> Path:
+        return self.path / REPORT_FILE
+
+    def pictures(self) -> list[Path]:
+        """The PNGs in the folder (the final evaluation's and ``revkit sample``'s), by name."""
+        return sorted(self.path.glob("*.png")) if self.path.is_dir() else []
 
     def picture(self, name: str) -> Path:
         """The path of picture ``name`` (``"samples"`` → ``samples.png``)."""

@@ -11,6 +11,7 @@ the final evaluation; the others train their share of each batch and return with
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -24,10 +25,13 @@ from revkit.build import build
 from revkit.data.loaders import make_loaders
 from revkit.errors import CheckpointError
 from revkit.eval.likelihood import evaluate_split
-from revkit.eval.report import evaluate_run
+from revkit.eval.report import evaluate_run, evaluation_pictures, objective_histograms
+from revkit.loggers import LoggerGroup
 from revkit.model import Model
 from revkit.objectives.base import Objective
+from revkit.plugins import get_registries
 from revkit.runs.folder import RunFolder, choose_run_folder
+from revkit.runs.page import write_run_page
 from revkit.runtime.seeding import seed_everything
 from revkit.spec import Spec
 from revkit.summary import parameter_count
@@ -94,14 +98,45 @@ def resumable_state(folder: RunFolder, spec: Spec) -> tuple[Path, dict[str, Any]
     return path, state
 
 
-def evaluation_during_training(model: Model, objective: Objective, loader: Any, batches: int) -> Evaluate:
+def evaluation_during_training(model: Model, objective: Objective, loader: Any, batches: int,
+                               then: Callable[[torch.device], None] | None = None) -> Evaluate:
     """The trainer's evaluation during training: the objective's test metrics (means over ``batches``
-    test batches; 0: the whole split)."""
+    test batches; 0: the whole split); ``then(device)`` runs after each (the loggers' pictures)."""
 
     def evaluate(device: torch.device) -> dict[str, float]:
-        return evaluate_split(model, objective, loader, device, batches)[0]
+        means = evaluate_split(model, objective, loader, device, batches, what="evaluating during training")[0]
+        if then is not None:
+            then(device)
+        return means
 
     return evaluate
+
+
+def open_loggers(spec: Spec, folder: RunFolder, dist: Distributed, say: Callable[[str], None]) -> LoggerGroup:
+    """The spec's experiment loggers, started on rank 0 (an empty group elsewhere and when it names none).
+
+    Raises:
+        LoggerError: naming a logger that cannot start (on every rank).
+    """
+    specs = list(spec.output.loggers)
+    if not specs:
+        return LoggerGroup()
+    opened: dict[str, LoggerGroup] = {}
+
+    def start() -> None:
+        opened["group"] = LoggerGroup.open(specs, get_registries(), folder.path, spec.to_dict(), spec.to_toml(),
+                                           warn=say)
+
+    dist.on_main(start)
+    return opened.get("group", LoggerGroup())
+
+
+def report_files(folder: RunFolder, metrics: dict[str, Any]) -> list[Path]:
+    """The run folder's files a logger keeps as artifacts: pictures, ``metrics.json``, ``report.html``,
+    ``spec.toml``."""
+    files = [folder.path / name for name in metrics.get("pictures", [])]
+    files += [folder.metrics_file, folder.report_file, folder.spec_file]
+    return [f for f in files if f.is_file()]
 
 
 def run_spec(
@@ -144,11 +179,39 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
     check_batch_size(spec.data.batch_size, dist.world)
+    if spec.output.loggers:  # a logger whose package is missing: refused before the folder is made
+        dist.on_main(LoggerGroup.check, list(spec.output.loggers), get_registries())
     dist.on_main(folder.prepare, resume)  # after building: a spec or data error leaves no empty folder
-    evaluate = evaluation_during_training(built.model, built.objective, test_loader, spec.eval.test_batches)
+    loggers = open_loggers(spec, folder, dist, say)  # before training: a store that cannot be written stops here
+    try:
+        return _train_and_evaluate(spec, built, train_loader, test_loader, folder, resume, progress_stream, say,
+                                   dist, started, loggers)
+    finally:
+        loggers.close()
+
+
+def _train_and_evaluate(spec: Spec, built: Any, train_loader: Any, test_loader: Any, folder: RunFolder, resume: bool,
+                        progress_stream: TextIO | None, say: Callable[[str], None], dist: Distributed,
+                        started: float, loggers: LoggerGroup) -> RunOutcome:
+    run_dir = folder.path
+    trainer: Trainer | None = None
+
+    def log_pictures(device: torch.device) -> None:
+        """The pictures of an evaluation during training, for the loggers."""
+        if not loggers or trainer is None:
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="revkit-pictures-") as tmp:
+                loggers.images(trainer.step, evaluation_pictures(built.model, spec.eval, test_loader, device,
+                                                                 Path(tmp)))
+        except Exception as exc:  # pictures for a logger never stop training
+            say(f"warning: pictures at step {trainer.step} for the loggers failed ({type(exc).__name__}: {exc})")
+
+    evaluate = evaluation_during_training(built.model, built.objective, test_loader, spec.eval.test_batches,
+                                          then=log_pictures)
     trainer = Trainer(built.model, built.objective, train_loader, spec.train, evaluate=evaluate,
                       files=folder if dist.is_main else None, spec_text=spec.to_toml(),
-                      progress_stream=progress_stream, dist=dist)
+                      progress_stream=progress_stream, dist=dist, on_record=loggers.record if loggers else None)
     if resume:
         path, state = dist.on_main(resumable_state, folder, spec)
         trainer.load_state_dict(state, source=path)
@@ -186,6 +249,17 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     metrics = evaluate_run(built.model, built.objective, test_loader, spec.eval, run_dir, trainer.device,
                            budget, records, source=built.source, log=say)
     folder.write_metrics(metrics)
+    loggers.images(result.step, {p.stem: p for p in (run_dir / name for name in metrics["pictures"]) if p.is_file()})
+    loggers.histograms(result.step, objective_histograms(built.model, metrics))
+    try:
+        write_run_page(run_dir)
+    except Exception as exc:  # the page is a view of the folder: never the reason a run is lost
+        say(f"warning: {folder.report_file} could not be written ({type(exc).__name__}: {exc}); "
+            f"`revkit report {run_dir}` retries")
+    loggers.finish(metrics, report_files(folder, metrics))
+    if loggers.failed:
+        metrics["loggers_failed"] = dict(loggers.failed)
+        folder.write_metrics(metrics)
     main = metrics.get(metrics["main_metric"])
     if isinstance(main, float):
         say(f"{metrics['main_metric']}: {main:.4f}")

@@ -39,8 +39,9 @@ def unknown_component(
     label = spec_cls.LABEL
     names = registry.names()
     installed = ", ".join(f"'{n}'" for n in names) if names else "(none)"
-    if spec_cls.REGISTRY == "blocks" and name in registries.block_hints:
-        dist = registries.block_hints[name]
+    hints = registries.hints(spec_cls.REGISTRY)
+    if name in hints:
+        dist = hints[name]
         message = (f"{label} '{name}' is not installed: it is provided by the plugin distribution "
                    f"'{dist}' (pip install {dist}); installed {label}s: {installed}")
     else:

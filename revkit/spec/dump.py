@@ -61,8 +61,16 @@ def spec_to_dict(spec: Any) -> dict[str, Any]:
         "data": _component(spec.data),
         "train": spec.train.model_dump(mode="json", exclude_none=True),
         "eval": spec.eval.model_dump(mode="json", exclude_none=True),
-        "output": spec.output.model_dump(mode="json", exclude_none=True),
+        "output": _output(spec.output),
     }
+
+
+def _output(output: Any) -> dict[str, Any]:
+    """``[output]`` with its loggers as ``[[output.loggers]]`` tables (left out when there are none)."""
+    table = output.model_dump(mode="json", exclude={"loggers"}, exclude_none=True)
+    if getattr(output, "loggers", None):
+        table["loggers"] = [_component(logger) for logger in output.loggers]
+    return table
 
 
 def _key(key: str) -> str:

@@ -16,7 +16,7 @@ from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
 from revkit.spec.components import stage_component
 from revkit.spec.errors import Loc, table_keys, toml_type, translate
-from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, ModelSpec, Spec
+from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, LoggerSpec, ModelSpec, Spec
 from revkit.spec.overrides import apply_overrides
 from revkit.spec.values import check_values
 
@@ -125,7 +125,17 @@ def _stage(data: Mapping[str, Any], registries: Registries) -> dict[str, Any]:
         table = staged.get(section, {} if section != "data" else None)
         if isinstance(table, Mapping):
             staged[section] = stage_component(spec_cls, table, registries, (section,))
+    output = staged.get("output")
+    if isinstance(output, Mapping) and isinstance(output.get("loggers"), list):
+        staged["output"] = {**output, "loggers": _stage_loggers(output["loggers"], registries)}
     return staged
+
+
+def _stage_loggers(loggers: list[Any], registries: Registries) -> list[Any]:
+    """``output.loggers``: a name stands for the table ``{kind = name}``; each table is staged like a layer."""
+    tables = [{"kind": item} if isinstance(item, str) else item for item in loggers]
+    return [stage_component(LoggerSpec, table, registries, ("output", "loggers", i)) if isinstance(table, Mapping)
+            else table for i, table in enumerate(tables)]
 
 
 def load_spec_dict(

@@ -266,11 +266,35 @@ class EvalSpec(Section):
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+class LoggerSpec(ComponentSpec):
+    """One experiment logger of ``[output]``: ``loggers = ["tensorboard"]``, or a table
+    ``[[output.loggers]]`` with ``kind`` and the logger's own keys (validated by its ``Params``)."""
+
+    LABEL: ClassVar[str] = "logger"
+    REGISTRY: ClassVar[str] = "loggers"
+
+    kind: str = Field(description="a registered logger, e.g. 'tensorboard' (built in) or 'mlflow' (revkit-mlflow)")
+
+
 class OutputSpec(Section):
-    """``[output]``: where the run folder goes."""
+    """``[output]``: where the run folder goes, and the experiment loggers a run writes to."""
 
     dir: str = Field("runs", min_length=1, description="run folders go to dir/<name>")
     name: str = Field("", max_length=200, description="run folder name; empty: '<spec stem>-<YYYYmmdd-HHMMSS>'")
+    loggers: list[LoggerSpec] = Field(
+        default_factory=list,
+        description="experiment loggers besides metrics.jsonl (always written): names such as 'tensorboard', or "
+                    "tables with kind and the logger's keys; `revkit plugins` lists them",
+    )
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers_once(cls, value: list[LoggerSpec]) -> list[LoggerSpec]:
+        names = [logger.kind for logger in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repr(n) for n in repeated)} listed more than once; list each logger once")
+        return value
 
     @field_validator("name")
     @classmethod

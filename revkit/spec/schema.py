@@ -18,7 +18,7 @@ from revkit.plugins import get_registries
 from revkit.plugins.registry import Registries
 from revkit.spec.components import params_model, registry_for
 from revkit.spec.errors import table_keys
-from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, ModelSpec, Section, Spec
+from revkit.spec.models import COMPONENT_SECTIONS, ComponentSpec, LayerSpec, LoggerSpec, ModelSpec, Section, Spec
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -115,6 +115,12 @@ def spec_json_schema(registries: Registries | None = None) -> dict[str, Any]:
             sections[name] = _flat_schema(spec_cls)
         if field.description:
             sections[name].setdefault("description", field.description)
+    loggers = sections["output"]["properties"]["loggers"]  # a name, or a table validated by the logger's Params
+    sections["output"]["properties"]["loggers"] = {
+        "description": loggers.get("description", ""), "type": "array",
+        "items": {"anyOf": [{"type": "string", "enum": regs.loggers.names()},
+                            component_schema(LoggerSpec, regs, defs)]},
+    }
     schema: dict[str, Any] = {
         "$schema": DIALECT,
         "title": "revkit spec",

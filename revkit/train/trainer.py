@@ -63,8 +63,8 @@ from revkit.train.settings import TrainSettings
 COMPLETED, TIME_LIMIT = "completed", "time_limit"
 #: checkpoints kept when ``train.keep_checkpoints`` is absent from the settings.
 KEEP_LAST = 3
-__all__ = ["COMPLETED", "INTERRUPTED", "TERMINATED", "TIME_LIMIT", "RunFiles", "TrainResult", "Trainer",
-           "TrainingDiverged"]
+__all__ = ["COMPLETED", "INTERRUPTED", "TERMINATED", "TIME_LIMIT", "Evaluate", "OnRecord", "RunFiles", "TrainResult",
+           "Trainer", "TrainingDiverged"]
 
 
 class RunFiles(Protocol):
@@ -79,6 +79,8 @@ class RunFiles(Protocol):
 
 #: evaluation during training (``train.eval_every``): the model's test metrics on ``device``.
 Evaluate = Callable[[torch.device], dict[str, float]]
+#: receives every record the trainer logs, right after it is written (the run layer's experiment loggers).
+OnRecord = Callable[[dict[str, Any]], None]
 
 
 class TrainingDiverged(RevkitError):
@@ -128,6 +130,8 @@ class Trainer:
         spec_text: the spec as run, stored in every checkpoint.
         progress_stream: where progress goes (stderr by default; nowhere on ranks other than 0).
         dist: the process group (default: a single process); the trainer shards ``train_loader``.
+        on_record: called with every record written to the metrics log (training steps and evaluations;
+            rank 0 only), e.g. the run's experiment loggers.
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class Trainer:
         spec_text: str = "",
         progress_stream: TextIO | None = None,
         dist: Distributed | None = None,
+        on_record: OnRecord | None = None,
     ):
         self.settings = settings
         self.dist = dist or Distributed()
@@ -163,6 +168,7 @@ class Trainer:
         self.skipped = 0  # updates skipped for a non-finite loss or gradient, over the whole run
         self._step_module: torch.nn.Module | None = None
         self.metrics = MetricsLog(None if files is None else files.metrics_log)
+        self.on_record = on_record if self.dist.is_main else None
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (from a checkpoint)
         self.initialized = False
@@ -335,7 +341,7 @@ class Trainer:
                                   "time": self.elapsed + now - started}
                         if self.on_nonfinite == "skip":
                             record["skipped_updates"] = self.skipped
-                        self.metrics.write(record)
+                        self.write_record(record)
                         progress.log(self.step, record)
                         window_images, window_start = 0, now
                     if self.settings.eval_every and self.step % int(self.settings.eval_every) == 0:
@@ -358,8 +364,14 @@ class Trainer:
         if self.evaluate is None or not self.dist.is_main:
             return
         means = self.evaluate(self.device)
-        self.metrics.write({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
-                            "time": self.elapsed + time.monotonic() - started})
+        self.write_record({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
+                           "time": self.elapsed + time.monotonic() - started})
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Append ``record`` to the metrics log, then hand it to ``on_record``."""
+        self.metrics.write(record)
+        if self.on_record is not None:
+            self.on_record(self.metrics.records[-1])
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, seconds: float | None = None) -> dict[str, Any]:
