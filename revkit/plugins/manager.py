@@ -37,6 +37,8 @@ BUILTIN_MODULES = (
     "revkit.data.builtin",
     "revkit.kinds",
     "revkit.vae.plugin",
+    "revkit.discriminators.builtin",
+    "revkit.alignflow.plugin",
 )
 
 _HOOKS = {
@@ -45,6 +47,7 @@ _HOOKS = {
     "objectives": "register_objectives",
     "datasets": "register_datasets",
     "models": "register_models",
+    "discriminators": "register_discriminators",
 }
 
 

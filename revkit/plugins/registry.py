@@ -95,6 +95,7 @@ class Registries:
     objectives: Registry[Any] = field(default_factory=lambda: Registry("objective"))
     datasets: Registry[Any] = field(default_factory=lambda: Registry("dataset"))
     models: Registry[Any] = field(default_factory=lambda: Registry("model kind"))
+    discriminators: Registry[Any] = field(default_factory=lambda: Registry("discriminator"))
     block_hints: dict[str, str] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: list[PluginFailure] = field(default_factory=list)
@@ -106,4 +107,5 @@ class Registries:
             "objectives": self.objectives,
             "datasets": self.datasets,
             "models": self.models,
+            "discriminators": self.discriminators,
         }[kind]
