@@ -11,6 +11,7 @@
     revkit new-plugin NAME [--dir DIR]                    write the skeleton of a plugin distribution revkit-NAME
     revkit sample RUN_DIR [-n 64] [--temperature T] [--out FILE]   samples from the latest checkpoint
     revkit compare RUN_DIR… [--markdown]                  one table of finished runs of any model kind
+    revkit translate RUN_DIR [-n 16] [--out FILE]         test inputs of both domains and their translations
 
 Every user error (:class:`~revkit.errors.RevkitError`: a missing spec file, a TOML syntax error, an
 unknown block, a bad field, an existing run folder, a broken checkpoint, …; a usage error; a file the
@@ -144,6 +145,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from revkit.runs.translate import translate_run
+
+    path = translate_run(Path(args.run_dir), n=args.n, out=None if args.out is None else Path(args.out),
+                         device=args.device, seed=args.seed)
+    print(path)
+    return 0
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -260,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="PAGE",
                    help="where the page goes (default: RUN_DIR/report.html for one run, ./report.html for several)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("translate", help="a grid of test images of both domains and their translations "
+                                         "(runs of model.kind = 'aligned_flows')")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
+    p.add_argument("-n", type=_positive, default=16, help="images per domain (default 16)")
+    p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/translations-step<N>.png)")
+    p.add_argument("--device", type=_device, default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution revkit-NAME")
     p.add_argument("name", metavar="NAME", help="the plugin's name, a lower-case identifier such as 'splines'")

@@ -62,6 +62,21 @@ class ConvergenceError(RevkitError):
     """An iterative inverse did not reach its tolerance within its iteration limit."""
 
 
+class FieldError(ValueError):
+    """Raised by a pydantic validator for a problem to blame on one field (a cross-field problem, or a
+    nested component's own key), naming that field.
+
+    Pydantic reports a model validator's error at the model's location; the spec's error translation
+    (:func:`revkit.spec.errors.translate`) appends :attr:`field` so the path points at the offending key
+    (``train.step_size``, ``objective.discriminator.kind``).
+    """
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
 _SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 

@@ -60,8 +60,10 @@ class Model(nn.Module):
         """Latent ``[B, *latent_shape]`` → data ``[B, *input_shape]``."""
         raise NotImplementedError
 
-    def latent(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """The latent codes of ``x`` as a training step computes them."""
+    def latent(self, x: Tensor, y: Tensor | None = None, *extra: Tensor) -> Tensor:
+        """The latent codes of ``x`` as a training step computes them. ``extra``: the further entries of a
+        batch whose source yields more than ``(x, y)`` (a second domain's images and labels); a model
+        that holds a network for them initialises it here, the others ignore them."""
         return self.encode(x, y)
 
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:

@@ -26,6 +26,7 @@ from revkit.data import (
     make_loaders,
     padded_info,
 )
+from revkit.data.unpaired_mnist import UnpairedMnist
 from revkit.errors import DataError, RevkitError
 from revkit.plugins import load_registries
 
@@ -46,6 +47,7 @@ def test_builtin_sources_are_registered_through_the_hook():
     assert {n: regs.datasets[n] for n in regs.datasets.names()} == {
         "mnist": Mnist, "fashion_mnist": FashionMnist, "cifar10": Cifar10, "celeba": CelebA,
         "image_folder": ImageFolder, "toy2d": Toy2d, "binarized_mnist": BinarizedMnist,
+        "unpaired_mnist": UnpairedMnist,
     }
     assert Toy2d.needs_root is False and Mnist.needs_root is True
 

@@ -104,6 +104,7 @@ def test_the_schema_describes_every_kinds_table(registries: Any) -> None:
     from revkit.spec import spec_json_schema
 
     model = spec_json_schema(registries)["properties"]["model"]
-    assert model["properties"]["kind"]["enum"] == ["flow", "two_stage", "vae"]
+    assert model["properties"]["kind"]["enum"] == ["aligned_flows", "flow", "two_stage", "vae"]
+    assert model["properties"]["aligned_flows"]["properties"]["flow_b"]["type"] == "array"
     assert model["properties"]["two_stage"]["properties"]["first"]["type"] == "array"
     assert "posterior_flow" in model["properties"]["vae"]["properties"]

@@ -7,6 +7,7 @@ from revkit.data.celeba import CelebA
 from revkit.data.image_folder import ImageFolder
 from revkit.data.toy2d import Toy2d
 from revkit.data.torchvision_sources import Cifar10, FashionMnist, Mnist
+from revkit.data.unpaired_mnist import UnpairedMnist
 from revkit.plugins.hookspecs import Register, hookimpl
 
 
@@ -19,3 +20,4 @@ def register_datasets(register: Register) -> None:
     register("celeba", CelebA)
     register("image_folder", ImageFolder)
     register("toy2d", Toy2d)
+    register("unpaired_mnist", UnpairedMnist)

@@ -41,14 +41,17 @@ class PaddedDataset(Dataset[tuple[Tensor, int]]):
     def _pad(self, x: Tensor) -> Tensor:
         return F.pad(x, (self.pad,) * 4)
 
+    def _pad_item(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Every image of an item (``(x, y)``, or ``(x_A, y_A, x_B, y_B)`` of a two-domain source) padded."""
+        return tuple(self._pad(v) if isinstance(v, Tensor) and v.dim() == 3 else v for v in item)
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        x, y = self.dataset[index]
-        return self._pad(x), y
+        return self._pad_item(self.dataset[index])  # type: ignore[return-value]
 
     def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, int]]:
         getitems = getattr(self.dataset, "__getitems__", None)
         items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
-        return [(self._pad(x), y) for x, y in items]
+        return [self._pad_item(item) for item in items]  # type: ignore[misc]
 
 
 def _field(spec: Any, name: str) -> Any:

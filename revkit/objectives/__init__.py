@@ -1,5 +1,6 @@
 """Training objectives: :class:`Objective` and the built-in ones."""
 
+from revkit.objectives.adversarial import Adversarial, FlowGan
 from revkit.objectives.base import Losses, Objective, ObjectiveParams
 from revkit.objectives.critic import (
     SpectralCritic,
@@ -15,6 +16,8 @@ from revkit.objectives.optimal_transport import (
 )
 
 __all__ = [
+    "Adversarial",
+    "FlowGan",
     "LatentAdversary",
     "Losses",
     "MaxLikelihood",

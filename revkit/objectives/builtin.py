@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from revkit.objectives.adversarial import Adversarial, FlowGan
 from revkit.objectives.classifier import Classifier
 from revkit.objectives.latent_adversary import LatentAdversary
 from revkit.objectives.max_likelihood import MaxLikelihood
@@ -15,3 +16,5 @@ def register_objectives(register: Register) -> None:
     register("optimal_transport", OptimalTransport)
     register("latent_adversary", LatentAdversary)
     register("classifier", Classifier)
+    register("adversarial", Adversarial)
+    register("flow_gan", FlowGan)

@@ -54,6 +54,13 @@ def register_datasets(register: Register) -> None:
 
 
 @hookspec
+def register_discriminators(register: Register) -> None:
+    """Register data-space discriminators for adversarial objectives: ``register("conv", ConvDiscriminator)``
+    (subclasses of :class:`revkit.discriminators.Discriminator`, built as ``Discriminator(input_shape,
+    classes=K, **params)``; a spec names one in ``[objective.discriminator]`` with ``kind = "conv"``)."""
+
+
+@hookspec
 def register_block_hints(register: Register) -> None:
     """Register hints for blocks that *other* distributions provide.
 

@@ -38,6 +38,8 @@ BUILTIN_MODULES = (
     "revkit.kinds",
     "revkit.vae.plugin",
     "revkit.loggers.builtin",
+    "revkit.discriminators.builtin",
+    "revkit.alignflow.plugin",
 )
 
 _HOOKS = {
@@ -47,6 +49,7 @@ _HOOKS = {
     "datasets": "register_datasets",
     "models": "register_models",
     "loggers": "register_loggers",
+    "discriminators": "register_discriminators",
 }
 
 #: hint hooks: a name another distribution provides → that distribution (``Registries.<attribute>``).

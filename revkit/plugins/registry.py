@@ -96,6 +96,7 @@ class Registries:
     datasets: Registry[Any] = field(default_factory=lambda: Registry("dataset"))
     models: Registry[Any] = field(default_factory=lambda: Registry("model kind"))
     loggers: Registry[Any] = field(default_factory=lambda: Registry("logger"))
+    discriminators: Registry[Any] = field(default_factory=lambda: Registry("discriminator"))
     block_hints: dict[str, str] = field(default_factory=dict)
     logger_hints: dict[str, str] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
@@ -109,6 +110,7 @@ class Registries:
             "datasets": self.datasets,
             "models": self.models,
             "loggers": self.loggers,
+            "discriminators": self.discriminators,
         }[kind]
 
     def hints(self, kind: str) -> dict[str, str]:

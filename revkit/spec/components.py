@@ -88,7 +88,9 @@ def stage_component(
         # strict JSON-mode validation is TOML's typing: arrays become tuples where a parameter is a
         # tuple, an integer passes for a float, but a boolean is no integer and a string no number
         text = json.dumps(raw, default=str)
-        staged["params"] = params_cls.model_validate_json(text, strict=True)
+        # the registries travel in the validation context, for parameters that name other registered
+        # components (an adversarial objective's [objective.discriminator])
+        staged["params"] = params_cls.model_validate_json(text, strict=True, context={"registries": registries})
     except ValidationError as exc:
         raise translate(exc, root=params_cls, prefix=path, extra_keys=common) from None
     return staged

@@ -16,24 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from revkit.errors import SpecError, did_you_mean
+from revkit.errors import FieldError, SpecError, did_you_mean
 
 Loc = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class FieldError(ValueError):
-    """Raised by a model validator for a cross-field problem, naming the field to blame.
-
-    Pydantic reports a model validator's error at the model's location; the translation below
-    appends :attr:`field` so the path points at the offending key (``train.step_size``).
-    """
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def format_path(loc: Iterable[str | int]) -> str:

@@ -22,7 +22,7 @@ from revkit.errors import SpecError, did_you_mean
 from revkit.plugins.registry import Registries
 from revkit.spec.components import component_name, params_model, registry_for
 from revkit.spec.errors import Loc, as_model, field_annotation, format_path, item_type, table_keys, toml_type
-from revkit.spec.models import ComponentSpec, Spec
+from revkit.spec.models import ComponentSpec, ModelSpec, Spec
 
 _SEGMENT = re.compile(r"^([A-Za-z0-9_-]+)((?:\[\d+\])*)$")
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -103,6 +103,10 @@ def _table_keys(level: Any, node: Any, registries: Registries) -> tuple[list[str
     if model is None:
         return None
     keys = table_keys(model)
+    if model is ModelSpec and isinstance(node, Mapping):  # a model kind's own table [model.<kind>]
+        kind = _kind_params(node, registries)
+        if kind is not None:
+            return [*keys, kind[0]], kind[1]
     if issubclass(model, ComponentSpec):
         name = component_name(model, node if isinstance(node, Mapping) else {})
         component = registry_for(model, registries).get(name) if isinstance(name, str) else None
@@ -111,6 +115,14 @@ def _table_keys(level: Any, node: Any, registries: Registries) -> tuple[list[str
         params = params_model(component)
         return [*keys, *table_keys(params)], params
     return keys, None
+
+
+def _kind_params(node: Mapping[str, Any], registries: Registries) -> tuple[str, Any] | None:
+    """``(kind name, the kind's Params)`` of a ``[model]`` table whose kind has its own table, else None."""
+    name = node.get("kind", ModelSpec.model_fields["kind"].default)
+    kind = registries.models.get(name) if isinstance(name, str) else None
+    params = getattr(kind, "Params", None)
+    return None if params is None else (name, params)
 
 
 def check_path(doc: Mapping[str, Any], loc: Loc, text: str, registries: Registries) -> None:
@@ -135,7 +147,10 @@ def check_path(doc: Mapping[str, Any], loc: Loc, text: str, registries: Registri
             )
         model = as_model(level)
         assert model is not None
-        level = field_annotation(model, part) if part in model.model_fields else field_annotation(params, part)
+        if model is ModelSpec and part not in model.model_fields:
+            level = params  # the kind's table: its Params validate it
+        else:
+            level = field_annotation(model, part) if part in model.model_fields else field_annotation(params, part)
         node = node.get(part) if isinstance(node, Mapping) else None
 
 

@@ -186,10 +186,12 @@ class Trainer:
         """Data-dependent initialisation: a forward pass in train mode on the first training batch
         (actnorm and the like), then ``model.prior.init_from_data`` on encodings of at least
         ``prior.init_samples`` training examples (the first batch's when it asks for fewer)."""
-        x, y = to_device(self.stream.peek(), self.device)[:2]
-        x, y = self.dist.gather(x), self.dist.gather(y)  # every rank initialises on the global batch
+        batch = to_device(self.stream.peek(), self.device)
+        # every rank initialises on the global batch; entries after (x, y) (a second domain's images and
+        # labels) go to the model too, so that every network it holds is initialised
+        x, y, *extra = (self.dist.gather(t) if isinstance(t, torch.Tensor) else t for t in batch)
         self.model.train()
-        z = self.model.latent(x, y)
+        z = self.model.latent(x, y, *extra)
         prior = self.model.prior
         if prior is not None:
             z, y = self._encodings(int(getattr(prior, "init_samples", 0)), z, y)
