@@ -128,6 +128,9 @@ class IResNet(Invertible):
     exact_logdet = False
     analytic_inverse = False
     supported_ranks = (1, 3)
+    #: the conformance kit's finite-difference tolerance: the spectral norms' backward holds the
+    #: power iteration's vector constant, exact only once that iteration has converged.
+    gradient_rtol = 1e-2
 
     def __init__(
         self,
