@@ -264,8 +264,12 @@ def test_the_odd_mutant_is_caught_by_the_odd_example_even_when_the_given_shapes_
 
 
 def test_a_refusal_that_is_not_a_shape_error_fails() -> None:
-    with pytest.raises(AssertionError, match=r"raised ValueError: odd sizes.*only ShapeError marks a shape"):
+    # the shape_errors check's own probes (an odd rank-2 shape) already meet the ValueError …
+    with pytest.raises(AssertionError, match=r"check 'shape_errors' failed: .*raised ValueError: odd sizes"):
         check_block(ValueErrorOnOdd, max_examples=FEW, shrink=False)
+    # … and building for an odd drawn shape fails whatever checks were asked for
+    with pytest.raises(AssertionError, match=r"raised ValueError: odd sizes.*only ShapeError marks a shape"):
+        check_block(ValueErrorOnOdd, max_examples=FEW, checks=["round_trip"], shrink=False)
 
 
 # ============================================================================================

@@ -130,11 +130,12 @@ def directional_mismatches(
     for name in ("input", "context"):
         if name in leaves:
             leaves[name].requires_grad_(True)
-    out, ld = run(True, memory_saving)
-    loss, _ = functional(out, ld)
     targets = list(leaves.values())
-    grads = (torch.autograd.grad(loss, targets, allow_unused=True) if loss.requires_grad
-             else (None,) * len(targets))
+    with enter(), torch.enable_grad():  # the backward too: memory saving re-runs the block in it
+        out, ld = (run_memory_saving([block], points, context) if memory_saving else call(points, context))
+        loss, _ = functional(out, ld)
+        grads = (torch.autograd.grad(loss, targets, allow_unused=True) if loss.requires_grad
+                 else (None,) * len(targets))
     gradient = {n: torch.zeros_like(t) if g is None else g.detach() for (n, t), g in zip(leaves.items(), grads)}
     for name in ("input", "context"):
         if name in leaves:
