@@ -26,7 +26,7 @@ from revkit.errors import RevkitError
 from revkit.flow import Flow
 from revkit.invertible import Invertible
 from revkit.objectives import LatentAdversary, MaxLikelihood, OptimalTransport
-from revkit.priors import ActiveGaussian, ClassGaussian
+from revkit.priors import ActiveGaussian, ClassGaussian, StandardNormal
 from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
 from revkit.train.distributed import Distributed, ShardedBatchSampler
@@ -325,7 +325,8 @@ def discrete_trainer(dist: Distributed | None = None) -> Trainer:
     """Maximum likelihood with uniform dequantization on MNIST-shaped discrete data (256 levels)."""
     torch.manual_seed(0)
     flow = Flow([ActNorm(MNIST_SHAPE), AffineCoupling(MNIST_SHAPE, hidden=4, mask="checkerboard"),
-                 AffineCoupling(MNIST_SHAPE, hidden=4, mask="checkerboard", flip=True)], MNIST_SHAPE)
+                 AffineCoupling(MNIST_SHAPE, hidden=4, mask="checkerboard", flip=True)], MNIST_SHAPE,
+                prior=StandardNormal(MNIST_SHAPE))
     objective = MaxLikelihood()
     objective.setup(flow, DataInfo(shape=MNIST_SHAPE, classes=2, levels=256, name="mnist-shaped"))
     return Trainer(flow, objective, loader(discrete_images(), batch_size=8), settings(steps=4),
