@@ -672,3 +672,35 @@ def test_the_estimator_check_uses_the_exact_mode_as_truth() -> None:
     with pytest.raises(AssertionError, match=r"log-det estimator \(train mode\): at sample"):
         check_logdet_estimator(_perturbed(BiasedStochastic((4,))), x)
     check_logdet_estimator(_perturbed(Affine((4,))), x)  # exact blocks are not checked
+
+
+# ============================================================================================
+# reproducible by default
+# ============================================================================================
+def test_runs_are_derandomized_unless_exploring(monkeypatch: pytest.MonkeyPatch) -> None:
+    def drawn() -> list[tuple[Shape, float]]:
+        seen: list[tuple[Shape, float]] = []
+
+        def factory(shape: Shape, init_scale: float = 0.0) -> Invertible:
+            seen.append((tuple(shape), init_scale))
+            return Affine(shape, init_scale=init_scale)
+
+        check_block(factory, params=st.fixed_dictionaries({"init_scale": st.floats(-1, 1)}), max_examples=FEW,
+                    checks=["output_shape"], odd_shapes=[], large_shapes=[])
+        return seen
+
+    first = drawn()
+    assert drawn() == first
+    monkeypatch.setenv("REVKIT_KIT_EXPLORE", "1")
+    assert drawn() != first  # fresh random examples (equal only with negligible probability)
+
+
+def test_the_reproduce_line_of_a_failure_reruns_that_case() -> None:
+    import revkit  # noqa: F401  (the line names revkit.testing.check_case)
+
+    with pytest.raises(AssertionError) as info:
+        check_block(OffInverse, shapes=[(3,)], max_examples=1, shrink=False)
+    line = str(info.value).split("reproduce with ", 1)[1].splitlines()[0]
+    assert line.startswith("revkit.testing.check_case(<OffInverse>, (3,), ")
+    with pytest.raises(AssertionError, match=r"check 'round_trip' failed: round trip"):
+        eval(line.replace("<OffInverse>", "OffInverse"))  # noqa: S307 - the kit's own output
