@@ -89,6 +89,14 @@ class DetachedLogdet(Scale):
         return super().logdet(x).detach()
 
 
+class DetachedInTraining(Scale):
+    """Log-det detached only ``if self.training``: right in evaluation, wrong in the pass training differentiates."""
+
+    def logdet(self, x: Tensor) -> Tensor:
+        logdet = super().logdet(x)
+        return logdet.detach() if self.training else logdet
+
+
 class DetachedConditioner(VectorCoupling):
     """The conditioner reads ``x_1.detach()``: ∂L/∂x misses the paths through s(x_1), t(x_1)."""
 
@@ -217,6 +225,7 @@ class IgnoresItsRanks(Scale):
 # ============================================================================================
 MUTANTS: list[tuple[type[Invertible], str]] = [
     (DetachedLogdet, "finite_differences"),
+    (DetachedInTraining, "finite_differences"),
     (DetachedConditioner, "finite_differences"),
     (WrongBackward, "finite_differences"),
     (DetachedLogScaleCoupling, "finite_differences"),

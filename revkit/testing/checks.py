@@ -544,19 +544,22 @@ def check_finite_differences(
     inverse: bool = True,
     seed: int = 0,
 ) -> None:
-    r"""Autograd's gradients agree with central finite differences (float64, eval mode, exact log-det).
+    r"""Autograd's gradients agree with central finite differences (float64, exact log-det).
 
     For :math:`L = \sum w ⊙ \mathrm{out} + \sum v ⊙ \mathrm{logdet}` with fixed random ``w, v``
     (:mod:`revkit.testing.finite_differences`), the directional derivative along the gradient's own
     direction and along ``random_directions`` random unit directions of each leaf (the input, the
     context, every trainable parameter) must match the central difference of the values:
 
-    * ``forward`` at ``x``, with plain autograd;
-    * ``forward`` at ``x`` under memory-saving execution (:func:`~revkit.memory_saving.run_memory_saving`,
-      the gradients its backward rebuilds with ``inverse``/``reverse_grad``), for blocks with
-      ``analytic_inverse = True`` and ``memory_saving``;
-    * ``inverse`` at ``y`` (default :func:`default_latent`), for blocks with ``analytic_inverse = True``
-      (an iterative inverse is not differentiated through its iterations, by design) and ``inverse``.
+    * ``forward`` at ``x``, with plain autograd, in eval mode and in train mode (a path detached
+      only ``if self.training`` is the one training differentiates; buffers a training pass
+      writes are restored before every evaluation, so each computes the same function);
+    * ``forward`` at ``x`` under memory-saving execution in train mode
+      (:func:`~revkit.memory_saving.run_memory_saving`, the gradients its backward rebuilds with
+      ``inverse``/``reverse_grad``), for blocks with ``analytic_inverse = True`` and ``memory_saving``;
+    * ``inverse`` at ``y`` (default :func:`default_latent`) in eval mode, for blocks with
+      ``analytic_inverse = True`` (an iterative inverse is not differentiated through its
+      iterations, by design) and ``inverse``.
 
     ``rtol`` is relative to the gradient's norm. A block whose gradient is a documented
     approximation may declare a class attribute ``gradient_rtol`` (at most
@@ -577,21 +580,24 @@ def check_finite_differences(
             "the kit accepts; a gradient that loose is not a gradient"
         )
     rtol = max(rtol, declared)
-    b = _copy(block, train=False, double=True)
     analytic = bool(getattr(block, "analytic_inverse", True))
     y = default_latent(block, x, context) if (y is None and analytic) else y
     x64, ctx = x.double(), _as(context, x.double())
-    runs: list[tuple[str, Tensor, bool, bool]] = [("forward", x64, False, False)]
+    runs: list[tuple[str, bool, Tensor, bool, bool]] = [
+        ("forward (eval mode)", False, x64, False, False),
+        ("forward (train mode)", True, x64, False, False),
+    ]
     if analytic and memory_saving:
-        runs.append(("forward under memory-saving execution", x64, False, True))
+        runs.append(("forward under memory-saving execution (train mode)", True, x64, False, True))
     if analytic and inverse and y is not None:
-        runs.append(("inverse", y.double(), True, False))
+        runs.append(("inverse (eval mode)", False, y.double(), True, False))
     problems = []
-    for label, points, inverse, saving in runs:
+    for label, train, points, inverse, saving in runs:
+        b = _copy(block, train=train, double=True)
         found = directional_mismatches(
             b, points, ctx, inverse=inverse, memory_saving=saving, random_directions=random_directions,
             rtol=rtol, seed=seed, joint_parameters=joint_parameters,
-            enter=lambda: _stacked(exact_mode(b), _seeded(seed)),
+            enter=lambda b=b: _stacked(exact_mode(b), _seeded(seed)),
         )
         problems.extend(f"{label}: {m}" for m in found)
     if problems:

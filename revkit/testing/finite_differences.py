@@ -91,7 +91,7 @@ def directional_mismatches(
 
     Args:
         block: a float64 block in the mode to check (its parameters are perturbed in place and
-            restored exactly).
+            restored exactly; its buffers are restored before every evaluation).
         points: ``[batch, *shape]`` float64 inputs of the direction checked.
         context: ``[batch, K]`` float64 or None.
         inverse: check ``block.inverse`` instead of ``block.forward``.
@@ -110,7 +110,18 @@ def directional_mismatches(
     context = None if context is None else context.detach().clone()
     call = block.inverse if inverse else block
 
+    buffers = {n: b.detach().clone() for n, b in block.named_buffers()}
+
+    def restore_buffers() -> None:
+        """Undo what a pass wrote into buffers (a power iteration's vector, in training mode), so
+        every evaluation computes the same function."""
+        with torch.no_grad():
+            for n, b in block.named_buffers():
+                if n in buffers and b.shape == buffers[n].shape:
+                    b.copy_(buffers[n])
+
     def run(grad: bool, saving: bool = False) -> tuple[Tensor, Tensor]:
+        restore_buffers()
         with enter(), torch.set_grad_enabled(grad):
             if saving:
                 return run_memory_saving([block], points, context)
@@ -131,6 +142,7 @@ def directional_mismatches(
         if name in leaves:
             leaves[name].requires_grad_(True)
     targets = list(leaves.values())
+    restore_buffers()
     with enter(), torch.enable_grad():  # the backward too: memory saving re-runs the block in it
         out, ld = (run_memory_saving([block], points, context) if memory_saving else call(points, context))
         loss, _ = functional(out, ld)
