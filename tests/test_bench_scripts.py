@@ -37,3 +37,10 @@ def test_peers_bench_lists_revkit_and_names_missing_libraries() -> None:
     assert out.count("revkit (memory saving)") == 2
     for library in ("FrEIA", "nflows", "zuko"):
         assert library in out  # a row, or "not measured: … (… not installed)"
+
+
+def test_compile_bench_times_eager_and_compiled_steps() -> None:
+    # the eager backend traces without generating code: checks the script, measures nothing
+    out = run_bench("compile.py", "--specs", "toy2d_realnvp", "--batches", "8", "--repeats", "1", "--backend", "eager")
+    rows = [line for line in out.splitlines() if line.startswith("toy2d_realnvp")]
+    assert len(rows) == 1 and "speed-up (eager ÷ compiled)" in out

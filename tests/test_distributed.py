@@ -26,7 +26,7 @@ from revkit.errors import RevkitError
 from revkit.flow import Flow
 from revkit.invertible import Invertible
 from revkit.objectives import LatentAdversary, MaxLikelihood, OptimalTransport
-from revkit.priors import ActiveGaussian, ClassGaussian
+from revkit.priors import ActiveGaussian, ClassGaussian, StandardNormal
 from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
 from revkit.train.distributed import Distributed, ShardedBatchSampler
@@ -306,3 +306,57 @@ def test_nproc_2_trains_like_one_process_and_only_rank_0_writes(tmp_path: Path) 
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest", "step-000004.pt", "step-000008.pt"]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # one writer: steps 4 and 8, once each
     assert json.loads((out / "metrics.json").read_text())["processes"] == 2
+
+
+# -- discrete data: dequantization noise keyed on the global sample, not the rank ---------------------
+
+
+MNIST_SHAPE = (1, 28, 28)
+
+
+def discrete_images(n: int = 32, levels: int = 256) -> TensorDataset:
+    """MNIST-shaped 8-bit data ``k/255`` (what the MNIST loader yields), two classes."""
+    g = torch.Generator().manual_seed(11)
+    k = torch.randint(0, levels, (n, *MNIST_SHAPE), generator=g)
+    return TensorDataset(k.float() / (levels - 1), torch.arange(n) % 2)
+
+
+def discrete_trainer(dist: Distributed | None = None) -> Trainer:
+    """Maximum likelihood with uniform dequantization on MNIST-shaped discrete data (256 levels)."""
+    torch.manual_seed(0)
+    flow = Flow([ActNorm(MNIST_SHAPE), AffineCoupling(MNIST_SHAPE, hidden=4, mask="checkerboard"),
+                 AffineCoupling(MNIST_SHAPE, hidden=4, mask="checkerboard", flip=True)], MNIST_SHAPE,
+                prior=StandardNormal(MNIST_SHAPE))
+    objective = MaxLikelihood()
+    objective.setup(flow, DataInfo(shape=MNIST_SHAPE, classes=2, levels=256, name="mnist-shaped"))
+    return Trainer(flow, objective, loader(discrete_images(), batch_size=8), settings(steps=4),
+                   progress_stream=io.StringIO(), dist=dist)
+
+
+def test_two_gloo_processes_take_the_same_steps_as_one_process_on_dequantized_discrete_data(tmp_path: Path) -> None:
+    single = discrete_trainer()
+    assert single.objective.dequantize_mode == "uniform" and single.objective.levels == 256
+    single.fit()
+    ranks = run_ranks(discrete_trainer, tmp_path)
+    for state in ranks:
+        assert max_difference(state["flow"], single.flow.state_dict()) < TOLERANCE
+    losses = [r["loss"] for r in ranks[0]["records"]]
+    assert losses == pytest.approx([r["loss"] for r in single.metrics.records], abs=TOLERANCE)
+    assert max_difference(ranks[0]["flow"], discrete_trainer().flow.state_dict()) > 1e-3
+
+
+def test_dequantization_noise_of_a_sample_depends_on_its_global_index_only() -> None:
+    objective = discrete_trainer().objective
+    x = discrete_images(8).tensors[0]
+    objective.train()
+    objective.begin_step(seed=3, step=5, first_index=0)
+    whole = objective.dequantize(x)
+    halves = []
+    for first in (0, 4):  # two ranks' contiguous shares of the global batch
+        objective.begin_step(seed=3, step=5, first_index=first)
+        halves.append(objective.dequantize(x[first:first + 4]))
+    assert torch.equal(torch.cat(halves), whole)
+    objective.begin_step(seed=3, step=6, first_index=0)
+    assert not torch.equal(objective.dequantize(x), whole)  # a new step draws new noise
+    k = torch.round(x * 255)
+    assert bool(((whole * 256 >= k) & (whole * 256 < k + 1)).all())  # still inside each sample's bin

@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from revkit.errors import PluginError
-from revkit.invertible import BlockParams, Invertible, Shape
+from revkit.invertible import BlockParams, Invertible, Shape, check_rank
 from revkit.plugins import ENTRY_POINT_GROUP, hookimpl, load_registries, reset_registries
 from revkit.plugins import manager
 from revkit.plugins.hookspecs import Register
@@ -37,6 +37,7 @@ class ToyBlock(Invertible):
 
     def __init__(self, input_shape: Shape, init_scale: float = 0.0):
         super().__init__()
+        check_rank("toy_block", input_shape, self.supported_ranks)  # the kit's shape_errors check holds it to them
         self.log_scale = nn.Parameter(torch.full(tuple(input_shape), float(init_scale)))
         self.shift = nn.Parameter(torch.zeros(tuple(input_shape)))
 

@@ -128,6 +128,9 @@ class IResNet(Invertible):
     analytic_inverse = False
     supported_ranks = (1, 3)
     block_name = "iresnet"
+    #: the conformance kit's finite-difference tolerance: the spectral norms' backward holds the
+    #: power iteration's vector constant, exact only once that iteration has converged.
+    gradient_rtol = 1e-2
 
     def __init__(
         self,

@@ -67,6 +67,16 @@ class Objective(nn.Module):
         rejects any other key with a :class:`~revkit.errors.RevkitError`."""
         return {}
 
+    def begin_step(self, seed: int, step: int, first_index: int) -> None:
+        """Called by the trainer before each training step: ``train.seed``, the steps taken so far,
+        and the index within the global batch of this process's first sample (its share is
+        contiguous). An objective that draws noise per sample in its losses (dequantization) keys
+        that noise on ``(seed, step, first_index + i)``, so N processes draw exactly what one
+        process draws on the global batch. The default passes the call on to child objectives."""
+        for child in self.children():
+            if isinstance(child, Objective):
+                child.begin_step(seed, step, first_index)
+
     def losses(self, model: Flow, batch: tuple[Tensor, Tensor], update: str = "model") -> Losses:
         """The loss for the update named ``update`` on one training batch."""
         raise NotImplementedError

@@ -25,6 +25,7 @@ With ``dequantize = "none"`` the data :math:`x = k/(L-1)` are fed unchanged and 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import TYPE_CHECKING, Literal
 
@@ -38,6 +39,25 @@ from revkit.objectives.base import Losses, Objective, ObjectiveParams
 if TYPE_CHECKING:
     from revkit.data.base import DataInfo
     from revkit.flow import Flow
+
+
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """A 63-bit seed for sample ``index`` of the global batch at step ``step`` of a run seeded ``seed``
+    (BLAKE2b of the three numbers: distinct keys give unrelated streams)."""
+    digest = hashlib.blake2b(f"{seed}:{step}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def keyed_uniform(x: Tensor, seed: int, step: int, first_index: int) -> Tensor:
+    r""":math:`U[0, 1)` noise shaped like ``x`` ``[B, …]`` whose row ``i`` depends only on
+    ``(seed, step, first_index + i)``: one :class:`torch.Generator` per sample, seeded by
+    :func:`sample_seed`, draws that sample's ``x[i].numel()`` values in one call (B small calls, no
+    per-element loop). Drawn on the CPU in float32 (the same values on every device), then moved
+    to ``x``'s device and dtype."""
+    rows = [torch.rand(x.shape[1:], generator=torch.Generator().manual_seed(sample_seed(seed, step, first_index + i)))
+            for i in range(x.shape[0])]
+    noise = torch.stack(rows) if rows else torch.empty(x.shape)
+    return noise.to(device=x.device, dtype=x.dtype)
 
 
 class MaxLikelihoodParams(ObjectiveParams):
@@ -66,6 +86,11 @@ class MaxLikelihood(Objective):
         self.dequantize_mode = dequantize
         self.dims: int | None = None
         self.levels: int | None = None
+        self._noise_key: tuple[int, int, int] | None = None
+
+    def begin_step(self, seed: int, step: int, first_index: int) -> None:
+        """Key the next training batch's dequantization noise (see :meth:`dequantize`)."""
+        self._noise_key = (int(seed), int(step), int(first_index))
 
     def setup(self, model: Flow, data: DataInfo) -> None:
         """Store ``D = prod(data.shape)`` and ``L = data.levels``; check the flow takes ``data.shape``."""
@@ -91,12 +116,19 @@ class MaxLikelihood(Objective):
         ``u`` lies in ``[k/L, (k+1)/L)`` exactly, in ``x``'s dtype (a value that rounds up to the
         next bin edge is moved to the largest float below it). Continuous data, or
         ``dequantize="none"``, are returned unchanged.
+
+        In training (after :meth:`begin_step`, in train mode) the noise of sample ``i`` is drawn by
+        :func:`keyed_uniform` from ``(seed, step, first_index + i)``, its index in the global batch:
+        data-parallel processes draw, sample for sample, the noise one process draws on the global
+        batch (``tests/test_distributed.py``, MNIST-shaped discrete data). Elsewhere (evaluation)
+        it comes from torch's generator.
         """
         levels = self._need_setup()[1]
         if levels is None or self.dequantize_mode == "none":
             return x
         k = torch.round(x * (levels - 1)).clamp_(0, levels - 1)
-        u = (k + torch.rand_like(x)) / levels
+        noise = torch.rand_like(x) if self._noise_key is None or not self.training else keyed_uniform(x, *self._noise_key)
+        u = (k + noise) / levels
         upper = torch.nextafter((k + 1) / levels, torch.zeros_like(u))
         return torch.minimum(u, upper)
 

@@ -7,6 +7,7 @@ function taking a constructed block and an input batch (``check_round_trip``,
 
 from revkit.testing.checks import (
     check_batch_independence,
+    check_finite_differences,
     check_gradients,
     check_jacobian_logdet,
     check_logdet_cancels,
@@ -20,7 +21,16 @@ from revkit.testing.checks import (
     default_latent,
     exact_mode,
 )
-from revkit.testing.conformance import ALL, check_block, perturb_parameters
+from revkit.testing.conformance import (
+    ALL,
+    LARGE_CHECKS,
+    LARGE_SHAPES,
+    REGIMES,
+    check_block,
+    check_case,
+    perturb_parameters,
+    train_parameters,
+)
 from revkit.testing.jacobian import brute_force_logdet
 from revkit.testing.strategies import (
     KitError,
@@ -32,9 +42,14 @@ from revkit.testing.strategies import (
 __all__ = [
     "ALL",
     "KitError",
+    "LARGE_CHECKS",
+    "LARGE_SHAPES",
+    "REGIMES",
     "brute_force_logdet",
     "check_batch_independence",
     "check_block",
+    "check_case",
+    "check_finite_differences",
     "check_gradients",
     "check_jacobian_logdet",
     "check_logdet_cancels",
@@ -51,4 +66,5 @@ __all__ = [
     "params_strategy",
     "perturb_parameters",
     "shapes_strategy",
+    "train_parameters",
 ]

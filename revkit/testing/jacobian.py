@@ -14,6 +14,10 @@ import torch
 from torch import Tensor
 
 
+#: rows of a Jacobian computed per vmapped backward pass.
+CHUNK = 64
+
+
 def jacobian(fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
     """Jacobian ``∂fn(v)/∂v`` of a map between flat vectors, ``[fn(v).numel(), v.numel()]``.
 
@@ -22,7 +26,9 @@ def jacobian(fn: Callable[[Tensor], Tensor], v: Tensor) -> Tensor:
     :func:`torch.autograd.functional.jacobian`, which computes the same matrix row by row.
     """
     try:
-        return torch.func.jacrev(fn)(v)
+        # rows in chunks for large samples: one vmapped backward per row at once would hold n copies
+        # of every intermediate tensor (gigabytes for a 1,000-element sample through a MADE)
+        return torch.func.jacrev(fn, chunk_size=CHUNK if v.numel() > CHUNK else None)(v)
     except (RuntimeError, NotImplementedError):
         return torch.autograd.functional.jacobian(fn, v)
 

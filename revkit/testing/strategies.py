@@ -4,8 +4,10 @@ r"""Hypothesis strategies for the conformance kit: block parameters, per-sample 
 * :func:`shapes_strategy` draws small per-sample shapes of the ranks a block supports.
 * :func:`draw_inputs` turns a seed into a batch inside the block's ``input_domain``.
 
-Everything is kept small on purpose: the kit computes full Jacobians, so a per-sample shape has
-at most :math:`4·4·4 = 64` elements and integer parameters stay :math:`≤ 8`.
+The drawn shapes are small (the kit computes full Jacobians: at most :math:`4·4·4 = 64` elements)
+but have the properties real data has: odd element counts, 3 channels (RGB), odd spatial sides.
+Samples of over 1,000 elements are the large example's business
+(:data:`revkit.testing.conformance.LARGE_SHAPES`). Integer parameters stay :math:`≤ 8`.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from revkit.invertible import Shape
 #: unless their lower bound is larger.
 SMALL = 8
 #: vector lengths, channel counts and image sides drawn by :func:`shapes_strategy`.
-VECTOR_SIZES = (2, 4, 6, 8)
-CHANNELS = (1, 2, 4)
-SIDES = (2, 4)
+VECTOR_SIZES = (2, 3, 4, 5, 6, 8)
+CHANNELS = (1, 2, 3, 4)
+SIDES = (2, 3, 4)
 
 
 class KitError(RevkitError):
@@ -172,8 +174,9 @@ def _sequence_strategy(
 def shapes_strategy(ranks: Iterable[int]) -> st.SearchStrategy[Shape]:
     """Small per-sample shapes of the given ranks.
 
-    Rank 1: vectors ``(d,)`` with ``d ∈ {2, 4, 6, 8}``; rank 3: images ``(c, h, w)`` with
-    ``c ∈ {1, 2, 4}`` and ``h, w ∈ {2, 4}``; any other rank: every side in ``{2, 4}``.
+    Rank 1: vectors ``(d,)`` with ``d ∈ {2, 3, 4, 5, 6, 8}``; rank 3: images ``(c, h, w)`` with
+    ``c ∈ {1, 2, 3, 4}`` and ``h, w ∈ {2, 3, 4}``; any other rank: every side in ``{2, 3, 4}``.
+    Odd sizes are drawn as often as even ones: a shape a block refuses must raise its ShapeError.
     """
     options: list[st.SearchStrategy[Shape]] = []
     for rank in sorted(set(ranks)):

@@ -232,6 +232,8 @@ class Trainer:
         returns the losses and metrics by logged name, averaged over the processes."""
         self.model.train()
         self.objective.train()
+        # per-sample noise (dequantization) keyed on the global step and sample index, not the rank
+        self.objective.begin_step(int(self.settings.seed), self.step, self.dist.rank * len(batch[0]))
         values: dict[str, float] = {}
         for group in self.objective.updates_at(self.step):
             optimizer = self.optimizers[group]

@@ -5,9 +5,11 @@ name (so the entry point is exercised too) and with the shapes and parameters wo
 with either mask, vectors, and small tail bounds so that many drawn inputs lie outside ``[−B, B]``,
 where the block is the identity. The kit checks the float32 round trip (≤ 1e-5), both log-dets against a
 brute-force float64 Jacobian, that they cancel, batch independence, ``output_shape``, gradients to every
-parameter, train/eval agreement, a ``state_dict`` round trip and memory-saving execution (gradients equal to
-plain autograd's when activations are rebuilt with the inverse); the block is conditional, so the kit passes a
-context too.
+parameter, gradients against float64 finite differences (input, context, every parameter; forward, inverse
+and under memory-saving execution), train/eval agreement, a ``state_dict`` round trip and memory-saving
+execution (gradients equal to plain autograd's when activations are rebuilt with the inverse), on its own odd-sized
+and over-1,000-element examples too, near the identity and after some training steps; the block is conditional,
+so the kit passes a context too.
 """
 
 from __future__ import annotations
