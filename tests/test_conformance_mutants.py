@@ -196,12 +196,12 @@ class VacuousBound(_Noisy):
 class DetachedLogScaleCoupling(AffineCoupling):
     """The built-in affine coupling with its log-scale detached inside the log-det (outputs untouched)."""
 
-    def _forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
-        y, log_scale = super()._forward_half(active, params)
+    def forward_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        y, log_scale = super().forward_half(active, params)
         return y, None if log_scale is None else log_scale.detach()
 
-    def _inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
-        x, log_scale = super()._inverse_half(active, params)
+    def inverse_half(self, active: Tensor, params: Tensor) -> tuple[Tensor, Tensor | None]:
+        x, log_scale = super().inverse_half(active, params)
         return x, None if log_scale is None else log_scale.detach()
 
 
