@@ -6,7 +6,7 @@
 Each configuration builds the spec's model, prior and objective exactly as ``revkit run`` does
 (``train.compile = false``), initialises it on synthetic batches of the data's shape (as
 ``bench/throughput.py`` does), and times :meth:`revkit.train.Trainer.train_step` twice on the same
-batch from the same initial weights: eagerly, and after :func:`revkit.train.compiled.compile_flow`
+batch from the same initial weights: eagerly, and after :func:`revkit.train.compiled.compile_model`
 (what ``train.compile = true`` does before the first step). The first compiled step, which
 compiles, is timed on its own (the "compile s" column) and excluded from the step medians; one
 more warm-up step precedes the timed ones in both modes. "speed-up" is eager median ÷ compiled
@@ -32,7 +32,7 @@ from throughput import synthetic_loader  # noqa: E402
 from revkit.build import build  # noqa: E402
 from revkit.spec import load_spec  # noqa: E402
 from revkit.spec.bundled import resolve_spec  # noqa: E402
-from revkit.train.compiled import compile_flow  # noqa: E402
+from revkit.train.compiled import compile_model  # noqa: E402
 from revkit.train.trainer import Trainer  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def measure(spec_name: str, batch: int, args: argparse.Namespace) -> dict[str, A
     torch.manual_seed(0)
     built = build(spec)
     loader = synthetic_loader(built.info, batch, batches=2)
-    trainer = Trainer(built.flow, built.objective, loader, spec.train)
+    trainer = Trainer(built.model, built.objective, loader, spec.train)
     trainer.initialize()
     initial = copy.deepcopy(trainer.state_dict())
     batch_data = [t.to(trainer.device) for t in next(iter(loader))]
@@ -56,7 +56,7 @@ def measure(spec_name: str, batch: int, args: argparse.Namespace) -> dict[str, A
     step()  # warm-up
     out["eager"] = time_calls(step, args.repeats, warmup=0, device=trainer.device).samples
     trainer.load_state_dict(initial)
-    compile_flow(trainer.flow, backend=args.backend)
+    compile_model(trainer.model, backend=args.backend)
     started = time.perf_counter()
     step()  # compiles
     out["compile_seconds"] = time.perf_counter() - started
