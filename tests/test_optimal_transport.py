@@ -222,6 +222,16 @@ def test_mnist_ot_spec_builds_the_papers_revnet_with_a_data_initialised_std_prio
     assert built.objective.smoothness_weight == 15.0 and built.objective.smoothness_noise == 0.01
 
 
+def test_the_main_spec_fits_a_rank_32_covariance_and_the_paper_spec_keeps_the_papers_setting():
+    main = build(load_spec(SPECS / "mnist_ot.toml"))
+    paper = build(load_spec(SPECS / "mnist_ot_paper.toml"))
+    assert describe(main.model) == describe(paper.model)
+    assert (main.model.prior.rank, main.model.prior.fit_samples, main.model.prior.residual) == (32, 20000, False)
+    assert main.objective.prior_fit == "moments"
+    assert (paper.model.prior.rank, paper.model.prior.fit_samples) == (0, 0)
+    assert paper.objective.prior_fit == "learned" and paper.objective.divergence == "ot"
+
+
 # -- the options against within-class collapse -------------------------------------------------------
 
 def alike_sets(scale: torch.Tensor, dims: int = 64, n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -202,11 +202,9 @@ class OptimalTransport(Objective):
         drawn from the detached moments (no gradient reaches the prior)."""
         prior = model.prior
         assert prior is not None
-        if self.prior_fit == "moments":
-            mean = prior.component_means()[c].reshape(1, -1).detach()
-            std = prior.component_stds()[c].reshape(1, -1).detach()
-            return mean + std * torch.randn(n, mean.shape[1], dtype=like.dtype, device=like.device)
         labels = torch.full((n,), c, dtype=torch.long, device=like.device)
+        if self.prior_fit == "moments":
+            return prior.sample(n, labels).reshape(n, -1)
         return prior.rsample(n, labels).reshape(n, -1)
 
     def class_plans(self, model: Flow, z: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:

@@ -36,6 +36,8 @@ class Prior(nn.Module):
     conditional: ClassVar[bool] = False
     #: how many training encodings :meth:`init_from_data` wants (0: the first batch's are enough).
     init_samples: int = 0
+    #: how many training encodings :meth:`fit_to_data` wants after the last step (0: no fit).
+    fit_samples: int = 0
 
     def __init__(self, shape: Shape):
         super().__init__()
@@ -79,6 +81,12 @@ class Prior(nn.Module):
         """Data-dependent initialisation from the untrained network's encodings ``z`` (at least
         :attr:`init_samples` of them) and their labels; the default does nothing. The trainer calls
         it once, before step 1 of a fresh run."""
+
+    @torch.no_grad()
+    def fit_to_data(self, z: Tensor, y: Tensor | None = None) -> None:
+        """Fit to the trained network's encodings ``z`` (:attr:`fit_samples` of them) and their labels;
+        the default does nothing. The trainer calls it once, after the last step (when training
+        completes or reaches its time limit), before the final checkpoint."""
 
     def active_dims(self, y: Tensor | None = None) -> Tensor:
         """Boolean mask ``[batch or 1, *shape]`` of the latent dimensions the prior lets vary (std > 0)

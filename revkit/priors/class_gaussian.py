@@ -1,4 +1,5 @@
-r"""One learned diagonal Gaussian per class (the class-conditional prior of the seed paper)."""
+r"""One Gaussian per class: diagonal and learned (the seed paper's class-conditional prior), optionally with a
+low-rank covariance fitted to the encodings after training."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from revkit.errors import RevkitError
 from revkit.invertible import Shape
 from revkit.priors.base import Prior, PriorParams
 from revkit.priors.gaussian import check_latent_shape, diag_normal_log_prob
+
+MAX_RANK = 1024
+MAX_FIT_SAMPLES = 1_000_000
 
 
 class ClassGaussianParams(PriorParams):
@@ -33,6 +37,24 @@ class ClassGaussianParams(PriorParams):
     active_threshold: float = Field(
         1e-3, ge=0.0, description="a dimension is active for a class while its std exceeds this"
     )
+    covariance_rank: int = Field(
+        0, ge=0, le=MAX_RANK, description="0: diagonal covariances (the seed paper's); k > 0: each class's "
+        "covariance is W Wᵀ + diag σ² with a rank-k factor W set by the fit after training (needs fit_samples)")
+    fit_samples: int = Field(
+        0, ge=0, le=MAX_FIT_SAMPLES, description="0: no fit; n > 0: after the last step, every class's mean and "
+        "covariance are set to those of its encodings among n training images (means, stds and, with "
+        "covariance_rank k, the top-k principal directions)")
+
+    residual: bool = Field(
+        True, description="with covariance_rank k > 0: keep each dimension's variance beyond the k principal "
+        "directions as the diagonal σ² (false: only the k directions vary, σ = 0)")
+
+    @model_validator(mode="after")
+    def _rank_needs_a_fit(self) -> ClassGaussianParams:
+        if self.covariance_rank > 0 and self.fit_samples < 2:
+            raise ValueError(f"covariance_rank = {self.covariance_rank} needs fit_samples ≥ 2: the rank-k factor "
+                             "is fitted to training encodings after the last step, never trained")
+        return self
 
 
 class ClassGaussian(Prior):
@@ -69,6 +91,24 @@ class ClassGaussian(Prior):
     encodings of class :math:`c` (the trainer passes ``init_samples`` encodings of the untrained
     network); a class with fewer than two encodings gets the pooled mean and std of all of them.
 
+    **Fit after training** (``fit_samples = n > 0``): after the last step the trainer passes the
+    encodings of ``n`` training images to :meth:`fit_to_data`, which sets each class's mean to their
+    mean and its covariance to theirs, :math:`S_c`. With ``covariance_rank = 0`` that is the diagonal,
+    :math:`\sigma_c^2 = \operatorname{diag} S_c`. With ``covariance_rank = k > 0`` the class density is
+
+    .. math:: p(z \mid c) = \mathcal N\big(z;\ \mu_c,\ W_c W_c^\top + \operatorname{diag}\sigma_c^2\big),
+              \qquad W_c = U_k \Lambda_k^{1/2}, \quad
+              \sigma_c^2 = \max\big(\operatorname{diag} S_c - \operatorname{diag} W_c W_c^\top,\ 0\big),
+
+    the top-:math:`k` eigenpairs :math:`(U_k, \Lambda_k)` of :math:`S_c` plus the residual variance
+    of each dimension (probabilistic PCA with a per-dimension residual): per-dimension variances stay
+    exactly those of the encodings, and the :math:`k` strongest correlations are kept. Samples are
+    :math:`z = \mu_c + T\,(W_c ε' + \sigma_c \odot ε)`. Why: a diagonal Gaussian whose per-dimension stds
+    match the encodings' still draws the dimensions independently, and the variety of a digit class
+    lives in correlated directions; ``docs/mnist_ot_diversity.md`` measures the difference. ``W`` is a
+    buffer (saved in checkpoints, never trained); until the fit it is zero, so training is unchanged.
+    ``component_stds`` are the marginal stds :math:`\sqrt{\sigma_c^2 + \operatorname{diag} W_c W_c^\top}`.
+
     Args:
         shape: latent shape.
         classes: number of classes ``C ≥ 1`` (the builder fills it from the data).
@@ -76,6 +116,10 @@ class ClassGaussian(Prior):
         init: ``"none"`` (every class :math:`N(0, I)`) or ``"data"``.
         init_samples: how many encodings ``init="data"`` asks the trainer for.
         active_threshold: the std above which a dimension counts as active.
+        covariance_rank: ``k`` (0: diagonal).
+        residual: with ``k > 0``, keep the residual diagonal (False: :math:`\\sigma_c = 0`, only the ``k``
+            directions vary; the density floors the diagonal as for collapsed dimensions).
+        fit_samples: how many training encodings :meth:`fit_to_data` asks for after training (0: no fit).
 
     Example:
         >>> prior = ClassGaussian((4,), classes=2, param="std")
@@ -94,6 +138,9 @@ class ClassGaussian(Prior):
         init: Literal["none", "data"] = "none",
         init_samples: int = 2000,
         active_threshold: float = 1e-3,
+        covariance_rank: int = 0,
+        fit_samples: int = 0,
+        residual: bool = True,
     ):
         super().__init__(check_latent_shape("class_gaussian", shape))
         if classes is None or int(classes) < 1:
@@ -112,6 +159,17 @@ class ClassGaussian(Prior):
         self.init = init
         self.init_samples = int(init_samples) if init == "data" else 0
         self.active_threshold = float(active_threshold)
+        latent = math.prod(self.shape)
+        if not 0 <= int(covariance_rank) <= latent:
+            raise RevkitError(f"class_gaussian: covariance_rank must lie in [0, {latent}] (the latent size), "
+                              f"got {covariance_rank}")
+        if int(fit_samples) < 0 or (int(covariance_rank) > 0 and int(fit_samples) < 2):
+            raise RevkitError(f"class_gaussian: fit_samples must be ≥ 0, and ≥ 2 with covariance_rank > 0; got "
+                              f"{fit_samples}")
+        self.rank = int(covariance_rank)
+        self.fit_samples = int(fit_samples)
+        self.residual = bool(residual)
+        self.register_buffer("factors", torch.zeros(self._classes, latent, self.rank))
         self.means = nn.Parameter(torch.zeros(self._classes, *self.shape))
         if param == "std":
             self.stds = nn.Parameter(torch.ones(self._classes, *self.shape))
@@ -127,12 +185,21 @@ class ClassGaussian(Prior):
         """Means per class, ``[classes, *shape]``."""
         return self.means
 
-    def component_stds(self) -> Tensor:
-        """Standard deviations per class, ``[classes, *shape]`` (exactly 0 where collapsed)."""
+    def diagonal_stds(self) -> Tensor:
+        r"""The diagonal part :math:`\sigma` per class, ``[classes, *shape]`` (exactly 0 where collapsed)."""
         return self.stds if self.param == "std" else self.log_stds.exp()
 
+    def component_stds(self) -> Tensor:
+        r"""Marginal standard deviations per class, ``[classes, *shape]``: :math:`\sigma` itself without a
+        covariance factor, else :math:`\sqrt{\sigma^2 + \operatorname{diag} W W^\top}`."""
+        diagonal = self.diagonal_stds()
+        if self.rank == 0:
+            return diagonal
+        extra = self.factors.pow(2).sum(dim=-1).reshape(diagonal.shape)
+        return (diagonal.pow(2) + extra).sqrt()
+
     def component_log_stds(self) -> Tensor:
-        """Log-stds per class as the density uses them, ``[classes, *shape]``: with
+        """Log-stds of the diagonal part per class as the density uses them, ``[classes, *shape]``: with
         ``param="std"`` the log of :math:`\\max(\\sigma, \\tau)` (see the class docstring)."""
         if self.param == "std":
             return self.stds.clamp_min(max(self.active_threshold, 1e-12)).log()
@@ -206,22 +273,77 @@ class ClassGaussian(Prior):
             else:
                 self.log_stds[c].copy_(std.clamp_min(1e-12).log())
 
+    @torch.no_grad()
+    def fit_to_data(self, z: Tensor, y: Tensor | None = None) -> None:
+        """With ``fit_samples > 0``: each class's mean and covariance from its encodings in ``z``
+        ``[n, *shape]`` (labels ``y`` ``[n]``), as the class docstring says. A class with fewer than two
+        encodings keeps its values. Computed in float64.
+
+        Raises:
+            RevkitError: without labels.
+        """
+        if self.fit_samples == 0:
+            return
+        if y is None:
+            raise RevkitError("class_gaussian with fit_samples > 0 needs labelled encodings")
+        flat = z.reshape(z.shape[0], -1).double()
+        y = self._labels(y, z.shape[0])
+        for c in range(self._classes):
+            members = flat[y == c]
+            if members.shape[0] < 2:
+                continue
+            mean = members.mean(dim=0)
+            variance = members.var(dim=0)
+            if self.rank > 0:
+                centred = members - mean
+                covariance = centred.T @ centred / (members.shape[0] - 1)
+                values, vectors = torch.linalg.eigh(covariance)  # ascending
+                top = values[-self.rank:].flip(0).clamp_min(0.0)
+                factor = vectors[:, -self.rank:].flip(1) * top.sqrt()
+                self.factors[c].copy_(factor)
+                variance = (variance - factor.pow(2).sum(dim=1)).clamp_min(0.0) if self.residual \
+                    else torch.zeros_like(variance)
+            self.means[c].copy_(mean.reshape(self.shape))
+            std = variance.sqrt().reshape(self.shape)
+            if self.param == "std":
+                self.stds[c].copy_(std)
+            else:
+                self.log_stds[c].copy_(std.clamp_min(1e-12).log())
+
     # -- density and sampling ---------------------------------------------------------------
     def _log_prob(self, z: Tensor, y: Tensor | None) -> Tensor:
         b, c = z.shape[0], self._classes
         flat = z.reshape(b, -1)
         means = self.component_means().reshape(c, -1)
         log_stds = self.component_log_stds().reshape(c, -1)
+        if self.rank > 0:
+            return self._low_rank_log_prob(flat, means, log_stds, y)
         if y is not None:
             return diag_normal_log_prob(flat, means[y], log_stds[y])
         per_class = diag_normal_log_prob(flat.unsqueeze(1), means, log_stds)  # [B, C]
         return torch.logsumexp(per_class, dim=1) - math.log(c)
 
+    def _low_rank_log_prob(self, flat: Tensor, means: Tensor, log_stds: Tensor, y: Tensor | None) -> Tensor:
+        r""":math:`\log\mathcal N(z; \mu_c, W_c W_c^\top + \operatorname{diag}\hat\sigma_c^2)` through
+        torch's ``LowRankMultivariateNormal`` (Woodbury and the matrix determinant lemma: no D×D matrix), with
+        :math:`\hat\sigma` floored at ``max(active_threshold, 1e-6)`` so that it stays well conditioned."""
+        floor = 2 * math.log(max(self.active_threshold, 1e-6))
+        dist = torch.distributions.LowRankMultivariateNormal(
+            means, self.factors.to(means), log_stds.mul(2).clamp_min(floor).exp(), validate_args=False)
+        if y is not None:
+            per_class = dist.log_prob(flat.unsqueeze(1))  # [B, C]
+            return per_class.gather(1, y.reshape(-1, 1)).squeeze(1)
+        return torch.logsumexp(dist.log_prob(flat.unsqueeze(1)), dim=1) - math.log(self._classes)
+
     def _rsample(self, n: int, y: Tensor | None, temperature: float) -> Tensor:
         assert y is not None  # Prior.rsample draws labels for a conditional prior
-        means, stds = self.component_means()[y], self.component_stds()[y]
+        means, stds = self.component_means()[y], self.diagonal_stds()[y]
         eps = torch.randn_like(means)
-        return means + temperature * stds * eps
+        noise = stds * eps
+        if self.rank > 0:
+            coefficients = torch.randn(n, self.rank, dtype=means.dtype, device=means.device)
+            noise = noise + torch.einsum("ndk,nk->nd", self.factors[y].to(means), coefficients).reshape(means.shape)
+        return means + temperature * noise
 
     def _labels(self, y: Tensor, n: int | None = None) -> Tensor:
         labels = self._check_labels(y, int(torch.as_tensor(y).numel()) if n is None else n)
@@ -229,4 +351,6 @@ class ClassGaussian(Prior):
         return labels
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, classes={self._classes}, param={self.param!r}, init={self.init!r}"
+        rank = f", covariance_rank={self.rank}, fit_samples={self.fit_samples}, residual={self.residual}" \
+            if self.rank or self.fit_samples else ""
+        return f"shape={self.shape}, classes={self._classes}, param={self.param!r}, init={self.init!r}{rank}"

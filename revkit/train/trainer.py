@@ -23,7 +23,9 @@ out, the step still counts, and ``skipped_updates`` (in ``metrics.jsonl``, the c
 ``metrics.json``) counts the updates skipped so far. Before the first step of a fresh run
 the trainer runs one forward pass over a training batch in train mode (data-dependent
 initialisation such as actnorm's, through :meth:`~revkit.model.Model.latent`) and calls
-``model.prior.init_from_data(z, y)`` with its encodings. The model is any :class:`~revkit.model.Model`;
+``model.prior.init_from_data(z, y)`` with its encodings; after the last step (training completed or
+its time limit reached) a prior with ``fit_samples > 0`` is fitted to the encodings of that many
+training examples (``model.prior.fit_to_data``) before the final checkpoint. The model is any :class:`~revkit.model.Model`;
 the checkpoint keeps its weights under the key ``flow`` (the format predates model kinds).
 
 Logged names: the first group's loss is ``loss`` and its metrics keep their names; a later group
@@ -352,6 +354,8 @@ class Trainer:
                         self.evaluate_during_training(started)
                     if self.settings.checkpoint_every and self.step % int(self.settings.checkpoint_every) == 0:
                         self.save(self.elapsed + time.monotonic() - started)
+                if stopped in (COMPLETED, TIME_LIMIT) and self.fit_prior(progress.message):
+                    self.saved_step = -1  # the fitted prior belongs in the last checkpoint
         except KeyboardInterrupt:
             # a second Ctrl-C: the step in flight is abandoned half done, so the parameters and
             # optimizer states may not belong to any step: keep the last checkpoint, write none
@@ -363,6 +367,20 @@ class Trainer:
             self.save(seconds)
         last = self.metrics.records[-1] if self.metrics.records else {}
         return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
+
+    @torch.no_grad()
+    def fit_prior(self, say: Callable[[str], None]) -> bool:
+        """After the last step: ``model.prior.fit_to_data`` on encodings of ``prior.fit_samples`` training
+        examples (seeded, the same on every process); returns whether the prior asked for it."""
+        prior = self.model.prior
+        wanted = int(getattr(prior, "fit_samples", 0) or 0) if prior is not None else 0
+        if prior is None or wanted <= 0:
+            return False
+        say(f"fitting the prior to the encodings of {wanted:,} training examples")
+        empty = torch.empty(0, device=self.device)
+        z, y = self._encodings(wanted, empty, empty.long())
+        prior.fit_to_data(z, y)
+        return True
 
     def evaluate_during_training(self, started: float) -> None:
         if self.evaluate is None or not self.dist.is_main:
