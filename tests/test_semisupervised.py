@@ -145,7 +145,9 @@ def _data(**fields: object) -> SimpleNamespace:
 
 
 def test_the_loaders_withhold_training_labels_only() -> None:
-    train, test, _ = make_loaders(_data(labels_per_class=2, labels_seed=5), _Blobs(), seed=0)
+    source = _Blobs()
+    train, test, _ = make_loaders(_data(labels_per_class=2, labels_seed=5), source, seed=0)
+    assert bool((source.dataset("train").labels >= 0).all())  # the source itself (classifier scores) keeps them
     ys = torch.cat([y for _, y in train])
     assert int((ys != UNLABELLED).sum()) <= 6 and int((ys == UNLABELLED).sum()) >= 120 - 6 - 8
     assert bool((next(iter(test))[1] >= 0).all())  # the test split keeps every label
