@@ -151,8 +151,10 @@ class Classifier(Objective):
             ce = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
             metrics = {"cross_entropy": float(ce.detach()),
                        "accuracy": float((logits.argmax(1) == targets).float().mean())}
-        else:  # no labelled image: no cross-entropy term (zero, with a graph through the head)
-            ce = sum((p.sum() for p in self._need_head().parameters()), torch.zeros((), device=x.device)) * 0.0
+        else:  # no labelled image: no cross-entropy term (a zero whose graph reaches every trained parameter,
+            # so each gets a zero gradient, as data-parallel training expects)
+            params = self.parameter_groups(model)["model"]
+            ce = sum((p.sum() for p in params), torch.zeros((), device=x.device)) * 0.0
             metrics = {"cross_entropy": nan, "accuracy": nan}
         loss = ce
         if bpd is not None:
