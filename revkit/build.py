@@ -286,11 +286,50 @@ def build_objective(spec: Spec, model: Model, info: DataInfo, registries: Regist
     return objective
 
 
+def check_unlabelled(spec: Spec, model: Model, objective: Objective, info: DataInfo,
+                     registries: Registries | None = None) -> None:
+    """Semi-supervised data (``data.labels_per_class`` without ``labelled_only``) mark most training
+    labels :data:`~revkit.data.base.UNLABELLED` (−1): refuse every part of the spec that would read
+    such a label as a class — a class-conditional model or prior, or an objective that does not
+    declare :attr:`~revkit.objectives.base.Objective.accepts_unlabelled`.
+
+    Raises:
+        SpecError: at ``data.labels_per_class``, naming the part that reads every label and what to change.
+    """
+    data = spec.data
+    if data.labels_per_class is None or data.labelled_only:
+        return
+    where = "data.labels_per_class"
+    unlabelled = (f"data.labels_per_class = {data.labels_per_class} leaves most training images unlabelled "
+                  "(label -1)")
+    if info.classes < 1:
+        raise SpecError(where, f"data source '{info.name}' has no labels to keep; leave labels_per_class out")
+    if model.conditional:
+        raise SpecError(where, f"{unlabelled}, but model.conditional = true passes every image's label to the "
+                               "blocks; set model.conditional = false, data.labelled_only = true, or leave "
+                               "labels_per_class out")
+    prior = model.prior
+    if prior is not None and prior.conditional:
+        raise SpecError(where, f"{unlabelled}, but prior '{spec.prior.name}' has a component per class and reads "
+                               "every image's label; use an unconditional prior (e.g. 'standard_normal'), "
+                               "data.labelled_only = true, or leave labels_per_class out")
+    if not objective.accepts_unlabelled:
+        regs = registries if registries is not None else get_registries()
+        takes = [n for n in regs.objectives.names() if getattr(regs.objectives.get(n), "accepts_unlabelled", False)]
+        allowed = ", ".join(f"'{n}'" for n in takes) or "(none installed)"
+        raise SpecError(where, f"{unlabelled}, but objective '{spec.objective.name}' reads every image's label "
+                               f"with these parameters (its accepts_unlabelled is false); objectives that take unlabelled "
+                               f"images: {allowed}; or set data.labelled_only = true, or leave labels_per_class "
+                               "out")
+
+
 def build(spec: Spec, registries: Registries | None = None) -> Built:
-    """Data source, model (with prior) and objective of a spec, without reading data files."""
+    """Data source, model (with prior) and objective of a spec, without reading data files; a
+    semi-supervised spec is checked by :func:`check_unlabelled`."""
     regs = registries if registries is not None else get_registries()
     source = build_data(spec, regs)
     info = data_info(spec, source)
     model = build_model(spec, info, regs)
     objective = build_objective(spec, model, info, regs)
+    check_unlabelled(spec, model, objective, info, regs)
     return Built(model=model, objective=objective, source=source, info=info)

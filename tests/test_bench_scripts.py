@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mnist_paths import DATA_ROOT, needs_mnist
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_bench(script: str, *args: str) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "REVKIT_DATA": str(DATA_ROOT)}
     done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -44,3 +46,26 @@ def test_compile_bench_times_eager_and_compiled_steps() -> None:
     out = run_bench("compile.py", "--specs", "toy2d_realnvp", "--batches", "8", "--repeats", "1", "--backend", "eager")
     rows = [line for line in out.splitlines() if line.startswith("toy2d_realnvp")]
     assert len(rows) == 1 and "speed-up (eager ÷ compiled)" in out
+
+
+@needs_mnist
+def test_hybrid_bench_prints_accuracy_and_bits_per_dim_per_weight(tmp_path: Path) -> None:
+    out = run_bench("iresnet_hybrid.py", "--steps", "2", "--small", "--weights", "0", "0.5", "--out", str(tmp_path))
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[3:] if line.strip()}
+    assert set(rows) == {"0", "0.5"} and "test bits/dim" in out and "train s" in out
+    assert rows["0"][2] == "—"  # λ = 0: a plain classifier, no bits/dim
+    assert 0 <= float(rows["0.5"][1]) <= 1 and float(rows["0.5"][2]) > 0
+    assert (tmp_path / "nll_weight-0.5" / "metrics.json").is_file()
+
+
+@needs_mnist
+def test_semi_supervised_bench_compares_supervised_and_hybrid(tmp_path: Path) -> None:
+    out = run_bench("semisupervised.py", "--steps", "2", "--small", "--labels-per-class", "3", "--out", str(tmp_path))
+    assert "3 labels per class (30 labelled MNIST images)" in out
+    supervised = next(line for line in out.splitlines() if line.startswith("supervised"))
+    hybrid = next(line for line in out.splitlines() if line.startswith("hybrid"))
+    assert "mnist_iresnet_supervised100" in supervised and "mnist_iresnet_semisupervised" in hybrid
+    assert supervised.split()[-3] == "—" and float(hybrid.split()[-3]) > 0  # bits/dim: only the hybrid has it
+    assert all(0 <= float(line.split()[-4]) <= 1 for line in (supervised, hybrid))  # test accuracy
+    for name in ("mnist_iresnet_supervised100", "mnist_iresnet_semisupervised"):
+        assert (tmp_path / name / "metrics.json").is_file()

@@ -2,7 +2,12 @@ r"""The data-source contract.
 
 A registered data source yields ``(x, y)`` pairs: ``x`` a float tensor of per-sample shape
 :attr:`DataInfo.shape` (images as ``(C, H, W)`` with intensities in ``[0, 1]``, i.e. ``k/255``
-for 8-bit data), ``y`` an integer class label (0 for unlabelled data).
+for 8-bit data), ``y`` an integer class label (0 for a source without labels, whose
+:attr:`DataInfo.classes` is 0).
+
+Semi-supervised training (``data.labels_per_class``, :mod:`revkit.data.semisupervised`) withholds the
+labels of most training images of a labelled source: such an image's ``y`` is :data:`UNLABELLED`
+(−1), never a class. Only the loaders mark images so; a source itself always yields its labels.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from revkit.invertible import Shape
 Split = Literal["train", "test"]
 
 ENV_DATA = "REVKIT_DATA"
+
+#: the label of a training image whose label was withheld (semi-supervised data): not a class.
+UNLABELLED = -1
 
 
 class DataParams(BaseModel):

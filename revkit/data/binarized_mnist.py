@@ -58,6 +58,11 @@ class DynamicBinarized(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.source)
 
+    @property
+    def labels(self) -> Tensor:
+        """``int64 [N]``, the labels (read without drawing any image)."""
+        return self.source.labels
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         p, y = self.source[index]
         return torch.bernoulli(p), y

@@ -1,4 +1,5 @@
-"""Data loaders from the ``[data]`` spec: padding, batch sizes, seeded shuffling."""
+"""Data loaders from the ``[data]`` spec: padding, batch sizes, seeded shuffling, and the labels kept
+for semi-supervised training (:mod:`revkit.data.semisupervised`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from revkit.data.base import DataInfo, DataSource
+from revkit.data.semisupervised import semi_supervised
 from revkit.errors import DataError
 
 
@@ -70,6 +72,11 @@ def make_loaders(
     loader shuffles with a generator seeded by ``seed`` and drops the last incomplete batch (so
     every step sees ``batch_size`` samples); the test loader keeps the order and every sample.
     Images are zero-padded by ``pad`` pixels on each side; ``info`` is the padded shape's.
+
+    With ``data_spec.labels_per_class = n`` (optional, like ``labels_seed``, ``labelled_only`` and
+    ``labelled_repeat``) the training split keeps the labels of ``n`` images per class and marks the
+    others :data:`~revkit.data.base.UNLABELLED` (:func:`~revkit.data.semisupervised.semi_supervised`);
+    the test split keeps every label.
     """
     batch_size = int(_field(data_spec, "batch_size"))
     test_batch_size = int(_field(data_spec, "test_batch_size"))
@@ -81,11 +88,20 @@ def make_loaders(
         raise DataError(f"data.num_workers must be ≥ 0, got {num_workers}")
     info = padded_info(source.info, pad)
     train, test = source.dataset("train"), source.dataset("test")
+    per_class = getattr(data_spec, "labels_per_class", None)
+    if per_class is not None:
+        train = semi_supervised(train, source.info.classes, int(per_class), int(getattr(data_spec, "labels_seed", 0)),
+                                labelled_only=bool(getattr(data_spec, "labelled_only", False)),
+                                repeat=int(getattr(data_spec, "labelled_repeat", 1)))
+    elif getattr(data_spec, "labelled_only", False) or int(getattr(data_spec, "labelled_repeat", 1)) != 1:
+        raise DataError("data.labelled_only and data.labelled_repeat choose among the labelled images of "
+                        "data.labels_per_class; set labels_per_class (e.g. 100) or leave them out")
     if pad:
         train, test = PaddedDataset(train, pad), PaddedDataset(test, pad)
     n_train = len(train)  # type: ignore[arg-type]
     if n_train < batch_size:
-        raise DataError(f"data.batch_size = {batch_size} is larger than the {n_train} training samples of "
+        only = " labelled (data.labelled_only)" if getattr(data_spec, "labelled_only", False) else ""
+        raise DataError(f"data.batch_size = {batch_size} is larger than the {n_train}{only} training samples of "
                         f"'{info.name}'; with the last incomplete batch dropped no batch would remain")
     common: dict[str, Any] = {"num_workers": num_workers, "persistent_workers": num_workers > 0}
     train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=True,

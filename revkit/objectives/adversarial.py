@@ -96,6 +96,8 @@ class Adversarial(Objective):
 
     Params = AdversarialParams
     main_metric = "bits_per_dim"
+    #: unconditional: the labels are not read (``conditional = true`` sets it false on the instance)
+    accepts_unlabelled = True
 
     def __init__(
         self,
@@ -120,6 +122,8 @@ class Adversarial(Objective):
         self.loss_kind = loss
         self.table = as_table(discriminator)
         self.conditional = bool(conditional)
+        # a class-conditional discriminator reads every label
+        self.accepts_unlabelled = not self.conditional
         self.critic_steps = int(critic_steps)
         self.critic_settings = {"lr": float(critic_lr), "beta1": float(critic_beta1), "beta2": float(critic_beta2)}
         self.gp_weight, self.temperature = float(gp_weight), float(temperature)

@@ -41,6 +41,12 @@ class Objective(nn.Module):
     Params: ClassVar[type[ObjectiveParams]] = ObjectiveParams
     #: name of the metric that summarises evaluation (lower is better), e.g. ``"bits_per_dim"``.
     main_metric: str = "loss"
+    #: the losses take training batches in which some labels are withheld
+    #: (:data:`revkit.data.base.UNLABELLED`, −1; ``data.labels_per_class``): they ignore the labels or
+    #: handle the mark. The builder refuses semi-supervised data for an objective that does not
+    #: declare it (the default, so that no objective meets a label −1 it would read as a class);
+    #: an instance may set it from its parameters.
+    accepts_unlabelled: bool = False
 
     def setup(self, model: Flow, data: DataInfo) -> None:
         """Called once after the model is built, before training (shapes, data kind, …)."""

@@ -13,6 +13,20 @@ uniform dequantization) on the same batch; then the flow needs a prior and a log
 :math:`λ = 0` the log-det is not used, and it is not computed by blocks that can skip an estimate
 (see :func:`skipping_logdet_estimates`), which makes i-ResNet classifiers several times cheaper.
 
+**Semi-supervised batches** (``data.labels_per_class``): an image whose label was withheld has
+:math:`y_i =` :data:`~revkit.data.base.UNLABELLED` (−1). With :math:`\mathcal L ⊆ \{1, …, B\}` the
+labelled images of the batch,
+
+.. math:: L = \frac{1}{|\mathcal L|} \sum_{i ∈ \mathcal L} \mathrm{CE}_i
+          \;+\; λ\,\frac1B \sum_{i=1}^{B} \mathrm{bpd}(x_i),
+
+the cross-entropy term being 0 when :math:`\mathcal L = ∅` (the loss stays finite). So the
+likelihood uses every image and the cross-entropy the labelled ones only: an unlabelled image
+sends no gradient into the head, and into the flow only through its bits/dim. With :math:`λ = 0`
+only the labelled images are encoded. The logged ``cross_entropy`` and ``accuracy`` are over the
+labelled images of the batch (NaN, left out of the logged means, when there are none). Evaluation
+needs every label (the test split keeps them).
+
 Metrics: ``cross_entropy``, ``accuracy`` and ``error_rate`` (the main metric, lower is better), and
 ``bits_per_dim`` in the hybrid. The head is the objective's module, trained with the flow in the
 update group ``"model"``.
@@ -29,6 +43,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from revkit.data.base import UNLABELLED
 from revkit.errors import RevkitError
 from revkit.invertible import numel
 from revkit.objectives.base import Losses, Objective, ObjectiveParams
@@ -71,6 +86,8 @@ class Classifier(Objective):
 
     Params = ClassifierParams
     main_metric = "error_rate"
+    #: labels −1 (withheld) get no cross-entropy (see the module)
+    accepts_unlabelled = True
 
     def __init__(self, head_hidden: int = 0, nll_weight: float = 0.0, label_smoothing: float = 0.0):
         super().__init__()
@@ -106,29 +123,40 @@ class Classifier(Objective):
             z = model.encode(x)
         return self._need_head()(z.reshape(x.shape[0], -1))
 
-    def _terms(self, model: Flow, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Per-sample cross-entropy ``[B]``, logits ``[B, K]`` and (hybrid) bits/dim ``[B]``."""
-        x, y = batch[0], batch[1].long()
+    def _terms(self, model: Flow, x: Tensor, labelled: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Logits ``[|L|, K]`` of the labelled images ``x[labelled]`` (None when there are none) and, in
+        the hybrid, bits/dim ``[B]`` of every image (else None)."""
         if self.likelihood is None:
-            logits = self.logits(model, x)
-            bpd = None
-        else:
-            x_in = self.likelihood.dequantize(x)
-            z, logdet = model(x_in)
-            prior = model.prior
-            assert prior is not None
-            bpd = self.likelihood.per_dim(prior.log_prob(z) + logdet)
-            logits = self._need_head()(z.reshape(x.shape[0], -1))
-        ce = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
-        return ce, logits, bpd
+            if bool(labelled.all()):
+                return self.logits(model, x), None
+            return (self.logits(model, x[labelled]) if bool(labelled.any()) else None), None
+        x_in = self.likelihood.dequantize(x)
+        z, logdet = model(x_in)
+        prior = model.prior
+        assert prior is not None
+        bpd = self.likelihood.per_dim(prior.log_prob(z) + logdet)
+        z_labelled = z[labelled] if not bool(labelled.all()) else z
+        logits = self._need_head()(z_labelled.reshape(z_labelled.shape[0], -1)) if z_labelled.shape[0] else None
+        return logits, bpd
 
     def losses(self, model: Flow, batch: tuple[Tensor, Tensor], update: str = "model") -> Losses:
         if update != "model":
             raise RevkitError(f"classifier updates only the group 'model', got {update!r}")
-        ce, logits, bpd = self._terms(model, batch)
-        loss = ce.mean()
-        metrics = {"cross_entropy": float(loss.detach()),
-                   "accuracy": float((logits.argmax(1) == batch[1]).float().mean())}
+        x, y = batch[0], batch[1].long()
+        labelled = y != UNLABELLED
+        logits, bpd = self._terms(model, x, labelled)
+        nan = float("nan")
+        if logits is not None:
+            targets = y[labelled]
+            ce = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+            metrics = {"cross_entropy": float(ce.detach()),
+                       "accuracy": float((logits.argmax(1) == targets).float().mean())}
+        else:  # no labelled image: no cross-entropy term (a zero whose graph reaches every trained parameter,
+            # so each gets a zero gradient, as data-parallel training expects)
+            params = self.parameter_groups(model)["model"]
+            ce = sum((p.sum() for p in params), torch.zeros((), device=x.device)) * 0.0
+            metrics = {"cross_entropy": nan, "accuracy": nan}
+        loss = ce
         if bpd is not None:
             loss = loss + self.nll_weight * bpd.mean()
             metrics["bits_per_dim"] = float(bpd.mean().detach())
@@ -136,8 +164,21 @@ class Classifier(Objective):
 
     @torch.no_grad()
     def evaluate(self, model: Flow, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-        ce, logits, bpd = self._terms(model, batch)
-        correct = (logits.argmax(1) == batch[1].long()).double()
+        """Per image: ``cross_entropy``, ``accuracy`` (0/1), ``error_rate`` and, in the hybrid,
+        ``bits_per_dim``.
+
+        Raises:
+            RevkitError: some labels are withheld (−1): evaluation needs every label.
+        """
+        x, y = batch[0], batch[1].long()
+        labelled = y != UNLABELLED
+        if not bool(labelled.all()):
+            raise RevkitError(f"classifier: {int((~labelled).sum())} of {y.shape[0]} evaluated images have no "
+                              "label (-1); evaluation needs every label (the test split keeps them all)")
+        logits, bpd = self._terms(model, x, labelled)
+        assert logits is not None
+        ce = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
+        correct = (logits.argmax(1) == y).double()
         out = {"cross_entropy": ce, "accuracy": correct, "error_rate": 1.0 - correct}
         if bpd is not None:
             out["bits_per_dim"] = bpd

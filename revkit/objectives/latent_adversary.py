@@ -78,6 +78,8 @@ class LatentAdversary(Objective):
 
     Params = LatentAdversaryParams
     main_metric = "reconstruction_l1"
+    #: reads only the images
+    accepts_unlabelled = True
 
     def __init__(
         self,

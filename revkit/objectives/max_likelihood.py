@@ -78,6 +78,8 @@ class MaxLikelihood(Objective):
 
     Params = MaxLikelihoodParams
     main_metric = "bits_per_dim"
+    #: labels reach only a class-conditional model or prior, which semi-supervised data may not use
+    accepts_unlabelled = True
 
     def __init__(self, dequantize: Literal["uniform", "none"] = "uniform"):
         super().__init__()

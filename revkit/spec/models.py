@@ -120,6 +120,42 @@ class DataSpec(ComponentSpec):
     test_batch_size: int = Field(500, ge=1, description="evaluation batch size")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes (0: load in the main process)")
     pad: int = Field(0, ge=0, le=1024, description="zero-pad images by this many pixels on each side")
+    labels_per_class: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="semi-supervised data: keep the labels of only this many training images per class (a "
+                    "seeded, balanced choice) and mark the others unlabelled (label -1); the test split keeps "
+                    "every label; left out: every training label is kept",
+    )
+    labels_seed: int = Field(
+        0, ge=0, description="with labels_per_class: seed of the choice of the labelled images (independent "
+                             "of train.seed, so runs with different seeds see the same labels)",
+    )
+    labelled_only: bool = Field(
+        False, description="with labels_per_class: train on the labelled images only (the supervised baseline "
+                           "on the same labels)",
+    )
+    labelled_repeat: int = Field(
+        1, ge=1, le=100_000,
+        description="with labels_per_class: list each labelled training image this many times per epoch, so "
+                    "batches hold more of the few labelled images among the unlabelled ones",
+    )
+
+    @model_validator(mode="after")
+    def _semi_supervised_keys(self) -> DataSpec:
+        if self.labels_per_class is None:
+            for key, value, default, does in (
+                ("labelled_only", self.labelled_only, False, "keeps only the labelled images"),
+                ("labelled_repeat", self.labelled_repeat, 1, "repeats the labelled images"),
+                ("labels_seed", self.labels_seed, 0, "seeds the choice of the labelled images"),
+            ):
+                if value != default:
+                    raise FieldError(key, f"{key} = {str(value).lower()} {does} of labels_per_class, which is not "
+                                          f"set; set labels_per_class (e.g. 100) or leave {key} out")
+        elif self.labelled_only and self.labelled_repeat != 1:
+            raise FieldError("labelled_repeat", "labelled_repeat oversamples the labelled images among the "
+                                                "unlabelled ones, but labelled_only = true keeps no unlabelled "
+                                                "image; leave labelled_repeat out (or set labelled_only = false)")
+        return self
 
 
 Dim = Annotated[int, Strict(), Field(ge=1)]

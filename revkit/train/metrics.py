@@ -16,7 +16,9 @@ from revkit.runtime.files import atomic_write
 
 
 class WindowMeans:
-    """Running means of named scalars since the last :meth:`pop`."""
+    """Running means of named scalars since the last :meth:`pop`. A NaN value is a metric undefined on
+    that step (a classifier's accuracy on a batch without labelled images): it is left out of its
+    mean, and a metric undefined on every step of the window is NaN (written as null)."""
 
     def __init__(self) -> None:
         self._sum: dict[str, float] = defaultdict(float)
@@ -24,11 +26,13 @@ class WindowMeans:
 
     def add(self, values: dict[str, float]) -> None:
         for k, v in values.items():
-            self._sum[k] += float(v)
-            self._count[k] += 1
+            self._sum[k] += 0.0
+            if not math.isnan(float(v)):
+                self._sum[k] += float(v)
+                self._count[k] += 1
 
     def pop(self) -> dict[str, float]:
-        out = {k: self._sum[k] / self._count[k] for k in self._sum}
+        out = {k: self._sum[k] / self._count[k] if self._count[k] else math.nan for k in self._sum}
         self._sum.clear()
         self._count.clear()
         return out

@@ -51,6 +51,8 @@ class Elbo(Objective):
 
     Params = ElboParams
     main_metric = "nll_iwae"
+    #: reads only the images
+    accepts_unlabelled = True
 
     def __init__(self, samples: int = 1, kl_warmup_steps: int = 0, iwae_samples: int = 500,
                  iwae_chunk: int = 10_000):
