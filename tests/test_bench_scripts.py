@@ -69,3 +69,20 @@ def test_semi_supervised_bench_compares_supervised_and_hybrid(tmp_path: Path) ->
     assert all(0 <= float(line.split()[-4]) <= 1 for line in (supervised, hybrid))  # test accuracy
     for name in ("mnist_iresnet_supervised100", "mnist_iresnet_semisupervised"):
         assert (tmp_path / name / "metrics.json").is_file()
+
+
+@needs_mnist
+def test_ot_prior_fits_scores_each_covariance_form_of_a_trained_run(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "REVKIT_DATA": str(DATA_ROOT)}
+    run_dir = tmp_path / "ot"
+    done = subprocess.run([sys.executable, "-m", "revkit", "run", str(REPO / "specs" / "mnist_ot.toml"),
+                           "--out", str(run_dir), "--set", "train.steps=2", "--set", "prior.fit_samples=300",
+                           "--set", "prior.covariance_rank=2", "--set", "eval.scores=[]",
+                           "--set", "eval.samples=10", "--set", "data.batch_size=16"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_bench("ot_prior_fits.py", str(run_dir), "--images", "400", "--samples", "60", "--ranks", "2")
+    for row in ("the run's prior", "diagonal Gaussian of the encodings", "full-covariance Gaussian",
+                "rank 2 + residual diagonal", "rank 2 alone"):
+        assert f"| {row} |" in out
+    assert "top-50 share" in out
