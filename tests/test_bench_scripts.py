@@ -86,3 +86,17 @@ def test_ot_prior_fits_scores_each_covariance_form_of_a_trained_run(tmp_path: Pa
                 "rank 2 + residual diagonal", "rank 2 alone"):
         assert f"| {row} |" in out
     assert "top-50 share" in out
+
+
+@needs_mnist
+def test_gan_comparison_trains_the_three_specs_and_prints_one_row_each(tmp_path: Path) -> None:
+    out = run_bench("gan_comparison.py", "--steps", "2", "--minutes", "0", "--out", str(tmp_path), "--markdown",
+                    "--set", "eval.scores=[]", "--set", "eval.test_batches=1", "--set", "eval.samples=4",
+                    "--set", "eval.reconstructions=2")
+    assert "no time limit" in out
+    for label, spec in (("maximum likelihood", "mnist_glow"), ("adversarial", "mnist_gan"),
+                        ("hybrid (Flow-GAN)", "mnist_flow_gan")):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label} | {spec} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[2]) > 0 and cells[8] == "2"  # test bits/dim exists; 2 steps
+        assert (tmp_path / spec / "samples.png").exists()
