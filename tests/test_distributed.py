@@ -25,7 +25,7 @@ from revkit.data.base import DataInfo
 from revkit.errors import RevkitError
 from revkit.flow import Flow
 from revkit.invertible import Invertible
-from revkit.objectives import LatentAdversary, MaxLikelihood, OptimalTransport
+from revkit.objectives import FlowGan, LatentAdversary, MaxLikelihood, OptimalTransport
 from revkit.priors import ActiveGaussian, ClassGaussian, StandardNormal
 from revkit.spec import load_spec
 from revkit.train import Trainer, TrainingDiverged
@@ -84,6 +84,18 @@ def adversary_trainer(dist: Distributed | None = None) -> Trainer:
     flow = Flow([RevBlock((4,), hidden=8), RevBlock((4,), hidden=8)], (4,), prior=ActiveGaussian((4,), k=2))
     objective = LatentAdversary(critic_hidden=8, phase1_steps=1, critic_steps=2)
     objective.setup(flow, DataInfo(shape=(4,), classes=0, levels=None, name="vectors"))
+    return Trainer(flow, objective, loader(labelled_vectors()), settings(steps=4), progress_stream=io.StringIO(),
+                   dist=dist)
+
+
+def flow_gan_trainer(dist: Distributed | None = None) -> Trainer:
+    """Flow-GAN in data space: an MLP discriminator with its own optimizer, two critic updates per
+    generator update, plus λ · bits/dim (each rank draws its own generator samples)."""
+    torch.manual_seed(0)
+    flow = Flow([AffineCoupling((4,), hidden=8), AffineCoupling((4,), hidden=8, flip=True)], (4,),
+                prior=StandardNormal((4,)))
+    objective = FlowGan(discriminator={"kind": "mlp", "hidden": 8}, critic_steps=2, dequantize="none")
+    objective.setup(flow, DataInfo(shape=(4,), classes=2, levels=None, name="vectors"))
     return Trainer(flow, objective, loader(labelled_vectors()), settings(steps=4), progress_stream=io.StringIO(),
                    dist=dist)
 
@@ -209,6 +221,21 @@ def test_a_critic_with_its_own_optimizer_trains_in_step_on_both_ranks(tmp_path: 
     assert max_difference(ranks[0]["flow"], ranks[1]["flow"]) == 0.0
     assert max_difference(ranks[0]["objective"], untrained.objective.state_dict()) > 1e-4  # and it trained
     assert "critic_loss" in ranks[0]["records"][-1] and "critic_loss" not in ranks[0]["records"][0]
+
+
+def test_a_data_space_discriminator_trains_in_step_with_the_flow_on_both_ranks(tmp_path: Path) -> None:
+    ranks = run_ranks(flow_gan_trainer, tmp_path)
+    untrained = flow_gan_trainer()
+    untrained.initialize()
+    assert max_difference(ranks[0]["objective"], ranks[1]["objective"]) == 0.0  # one discriminator, in sync
+    assert max_difference(ranks[0]["flow"], ranks[1]["flow"]) == 0.0
+    assert max_difference(ranks[0]["objective"], untrained.objective.state_dict()) > 1e-4  # and it trained
+    assert max_difference(ranks[0]["flow"], untrained.model.state_dict()) > 1e-4
+    last = ranks[0]["records"][-1]
+    assert {"critic_loss", untrained.objective.likelihood.metric_name, "generator"} <= set(last)
+    other = ranks[1]["records"][-1]  # the losses are averaged over the ranks: every rank logs the same
+    assert {k: v for k, v in last.items() if k not in ("time", "images_per_s")} == \
+        {k: v for k, v in other.items() if k not in ("time", "images_per_s")}
 
 
 def test_optimal_transport_matches_per_rank_and_keeps_the_ranks_identical(tmp_path: Path) -> None:
