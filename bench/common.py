@@ -109,6 +109,15 @@ def run_child(script: Path, args: Sequence[str], threads: int, malloc: bool = Tr
 
 
 # -- tables ------------------------------------------------------------------------------------
+def fmt(value: object) -> str:
+    """A table cell: floats to 4 significant digits, a missing value as —."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], markdown: bool = False) -> str:
     """A plain-text (aligned) or Markdown table."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]

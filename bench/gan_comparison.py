@@ -24,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import fmt, machine, table  # noqa: E402
 
 from revkit.runs.run import run_spec  # noqa: E402
 from revkit.spec import load_spec  # noqa: E402
@@ -33,24 +36,6 @@ RUNS = (("maximum likelihood", "mnist_glow"), ("adversarial", "mnist_gan"), ("hy
 COLUMNS = (("test bits/dim", "test_bits_per_dim"), ("fid_mnist_classifier", "fid_mnist_classifier"),
            ("spread_ratio", "spread_ratio"), ("precision", "precision"), ("recall", "recall"),
            ("max reconstruction error", "max_reconstruction_error"), ("steps", "steps"), ("train s", "train_seconds"))
-
-
-def fmt(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def table(rows: list[list[str]], header: list[str], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     limit = f"≤ {args.minutes:g} min each" if args.minutes > 0 else "no time limit"
     print(f"same generator (mnist_glow's Glow), batch 64, {args.steps} generator updates, {limit}, "
           f"samples at T = {args.temperature:g}")
-    print(table(rows, header, args.markdown), end="")
+    print(machine())
+    print(table(header, rows, args.markdown))
     return 0
 
 

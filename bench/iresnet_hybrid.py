@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, table  # noqa: E402
+from common import fmt, machine, table  # noqa: E402
 
 from revkit.runs.run import run_spec  # noqa: E402
 from revkit.spec import load_spec  # noqa: E402
@@ -39,15 +39,6 @@ SMALL = ("model.layers[2].repeat=1", "model.layers[4].repeat=1", "data.batch_siz
          "eval.test_batches=1", "eval.samples=4", "eval.reconstructions=2")
 COLUMNS = (("test accuracy", "test_accuracy"), ("test bits/dim", "test_bits_per_dim"), ("steps", "steps"),
            ("train s", "train_seconds"))
-
-
-def fmt(value: object) -> str:
-    """A table cell: floats to 4 significant digits, a missing value as —."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def run_one(name: str, overrides: list[str], out: Path) -> dict[str, object]:

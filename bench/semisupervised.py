@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from iresnet_hybrid import SMALL, fmt, run_one  # noqa: E402  (also puts the repository on sys.path)
+from iresnet_hybrid import SMALL, run_one  # noqa: E402  (also puts the repository on sys.path)
 
-from common import machine, table  # noqa: E402
+from common import fmt, machine, table  # noqa: E402
 
 RUNS = (("supervised: labelled images only", "mnist_iresnet_supervised100"),
         ("hybrid: every image", "mnist_iresnet_semisupervised"))
