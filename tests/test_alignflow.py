@@ -113,7 +113,26 @@ def test_training_updates_both_discriminators_then_both_flows_and_initialises_bo
                                             + 0.5 * (m["bits_per_dim_a"] + m["bits_per_dim_b"]), rel=1e-5)
     metrics = obj.evaluate(model.eval(), next(iter(DataLoader(Pairs(), batch_size=8))))
     assert float(metrics["cycle_error_a"].max()) < 1e-4 and float(metrics["cycle_error_b"].max()) < 1e-4
+    assert float(metrics["cycle_nonfinite_a"].sum()) == 0 and float(metrics["cycle_nonfinite_b"].sum()) == 0
     torch.testing.assert_close(metrics["bits_per_dim"], (metrics["bits_per_dim_a"] + metrics["bits_per_dim_b"]) / 2)
+
+
+def test_a_round_trip_that_goes_non_finite_is_counted_apart_not_averaged_as_nan():
+    model = AlignedFlows(net(0), net(1), SHAPE, StandardNormal((4, 2, 2)))
+    obj = AlignFlowObjective(discriminator={"kind": "conv", "hidden": 4})
+    obj.setup(model, INFO)
+    batch = next(iter(DataLoader(Pairs(), batch_size=8)))
+    real = model.b_to_a
+
+    def saturating(x, *args, **kwargs):  # the second image's translation saturates to a non-finite value
+        out = real(x, *args, **kwargs).clone()
+        out[1] = float("nan")
+        return out
+
+    model.b_to_a = saturating  # type: ignore[method-assign]
+    metrics = obj.evaluate(model.eval(), batch)
+    assert metrics["cycle_nonfinite_a"].tolist() == [0.0, 1.0] + [0.0] * 6
+    assert bool(torch.isfinite(metrics["cycle_error_a"]).all()) and float(metrics["cycle_error_a"][1]) == 0.0
 
 
 def test_the_objective_needs_two_domains():

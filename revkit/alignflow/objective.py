@@ -16,7 +16,11 @@ of the dequantized batches :math:`u_A, u_B` (:mod:`revkit.alignflow.model`), one
 Cycle consistency is exact by construction (:math:`A\to B\to A` is the identity), so unlike CycleGAN
 there is no cycle loss; :meth:`AlignFlowObjective.evaluate` reports the largest cycle error per sample
 to show it. Evaluation: ``bits_per_dim_a``, ``bits_per_dim_b``, their mean ``bits_per_dim`` (the main
-metric), ``cycle_error_a`` and ``cycle_error_b`` (:math:`\max|x - \text{back}(\text{there}(x))|`).
+metric), ``cycle_error_a`` and ``cycle_error_b`` (:math:`\max|x - \text{back}(\text{there}(x))|`), and
+``cycle_nonfinite_a`` / ``_b``: 1 for a sample whose round trip is not finite (its error counts as 0 in
+``cycle_error``; the mean of ``cycle_nonfinite`` is the share of such samples). The identity is exact in exact
+arithmetic; in float32 a translation whose pixels saturate a ``logit`` layer's sigmoid (exactly 0 or 1) cannot
+be inverted, and one near saturation loses precision.
 """
 
 from __future__ import annotations
@@ -161,12 +165,16 @@ class AlignFlowObjective(Objective):
         bpd_a = self.likelihood.per_dim(model.log_prob(u_a, y_a))
         bpd_b = self.likelihood.per_dim(model.log_prob_b(u_b, y_b))
 
-        def cycle(x: Tensor, there: Any, back: Any) -> Tensor:
-            return (back(there(x)) - x).abs().reshape(x.shape[0], -1).amax(dim=1)
+        def cycle(x: Tensor, there: Any, back: Any) -> tuple[Tensor, Tensor]:
+            error = (back(there(x)) - x).abs().reshape(x.shape[0], -1).amax(dim=1)
+            finite = torch.isfinite(error)
+            return error.where(finite, torch.zeros_like(error)), (~finite).to(error.dtype)
 
+        error_a, lost_a = cycle(u_a, model.a_to_b, model.b_to_a)
+        error_b, lost_b = cycle(u_b, model.b_to_a, model.a_to_b)
         return {"bits_per_dim": (bpd_a + bpd_b) / 2, "bits_per_dim_a": bpd_a, "bits_per_dim_b": bpd_b,
-                "cycle_error_a": cycle(u_a, model.a_to_b, model.b_to_a),
-                "cycle_error_b": cycle(u_b, model.b_to_a, model.a_to_b)}
+                "cycle_error_a": error_a, "cycle_error_b": error_b,
+                "cycle_nonfinite_a": lost_a, "cycle_nonfinite_b": lost_b}
 
     def need_critics(self) -> nn.ModuleDict:
         if self.critics is None:

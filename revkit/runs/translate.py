@@ -40,7 +40,7 @@ def translate_run(run_dir: Path, n: int = 16, out: Path | None = None, device: s
     path = out if out is not None else run.folder.picture(f"translations-step{run.step:06d}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_labelled_rows(rows, ["A", "A → B", "B", "B → A"], path,
+        return write_labelled_rows(rows, ["A", "A to B", "B", "B to A"], path,
                                    title=f"translations, step {run.step}")
     except OSError as exc:
         raise RevkitError(f"{path}: cannot write the translations ({exc.strerror or exc})") from exc
