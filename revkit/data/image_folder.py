@@ -14,15 +14,16 @@ from revkit.data.base import DataInfo, DataParams, DataSource, Split
 from revkit.data.memory import InMemoryDataset
 from revkit.data.torchvision_sources import check_split
 from revkit.errors import DataError
+from revkit.limits import SEED
 
 
 class ImageFolderParams(DataParams):
     size: int = Field(
-        64, ge=1, description="side of the square images (shorter side resized, then center-cropped)"
+        64, ge=1, le=4096, description="side of the square images (shorter side resized, then center-cropped)"
     )
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the images held out as the test "
                                  "split when the folder has no train/ and test/ subfolders")
-    seed: int = Field(0, description="seed of the train/test assignment")
+    seed: int = SEED.field(0, "seed of the train/test assignment")
 
 
 def _visible(path: Path) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from revkit.errors import RevkitError
 from revkit.eval.images import save_image_grid
 from revkit.eval.plots2d import scatter_samples
 from revkit.flow import Flow
@@ -61,6 +62,11 @@ def is_2d(flow: Flow) -> bool:
 def write_samples(flow: Flow, path: Path, n: int, temperature: float = 1.0, data: Tensor | None = None) -> Path:
     """Write ``n`` samples as ``path`` (PNG): an image grid, or for 2-D data a scatter over ``data``."""
     samples, ncol = draw_samples(flow, n, temperature)
+    bad = int((~torch.isfinite(samples.reshape(len(samples), -1))).any(dim=1).sum()) if samples.numel() else 0
+    if bad:
+        raise RevkitError(f"{path}: not written: {bad} of {len(samples)} samples at temperature {temperature:g} are "
+                          "not finite (the model's inverse overflows that far from the prior's mean); choose a "
+                          "smaller temperature")
     if is_2d(flow):
         return scatter_samples(samples, path, data=data, title=f"samples (T = {temperature:g})")
     return save_image_grid(samples, path, nrow=ncol)

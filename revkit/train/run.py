@@ -20,6 +20,7 @@ from revkit.build import build
 from revkit.data.loaders import make_loaders
 from revkit.errors import CheckpointError
 from revkit.eval.report import evaluate_run
+from revkit.paths import check_writable_folder
 from revkit.spec import Spec
 from revkit.summary import parameter_count
 from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
@@ -138,6 +139,8 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
         say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
     else:
         say(f"run folder: {run_dir}")
+    # before training: a folder that cannot hold checkpoints is found now, not at the first save
+    dist.on_main(check_writable_folder, run_dir / CHECKPOINT_DIR if resume else run_dir, "the run folder")
     if dist.is_main:
         write_spec(run_dir, spec)
     processes = f" × {dist.world} processes" if dist.enabled else ""
