@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, event, settings
+from hypothesis.control import currently_in_test_context
 
 from revkit.cli import main
 
@@ -111,7 +112,8 @@ def check_outcome(outcome: Outcome, limit_s: float, may_write: Sequence[str] = (
         may_write: path prefixes (relative to the working folder) a successful command may create
             or change; nothing else may change, and on an error nothing at all.
     """
-    event(f"{outcome.argv[0] if outcome.argv else '(none)'} exit {outcome.code}")
+    if currently_in_test_context():  # statistics of a hypothesis run (not when a test calls it directly)
+        event(f"{outcome.argv[0] if outcome.argv else '(none)'} exit {outcome.code}")
     where = f"argv={outcome.argv!r}\nstderr={outcome.err[-2000:]!r}"
     assert outcome.code in (0, 2), f"exit code {outcome.code}\n{where}"
     assert "Traceback" not in outcome.err + outcome.out, where
