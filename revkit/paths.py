@@ -9,6 +9,7 @@ starts, so a read-only folder is found in a second, not at the first checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,8 +42,9 @@ def check_path_text(text: str, where: str) -> Path:
 
 
 def check_writable_folder(folder: Path, what: str) -> None:
-    """Create and remove a probe file in ``folder`` (creating the folder if needed), so a folder
-    that cannot hold checkpoints is reported before training starts.
+    """Create and remove a probe file in ``folder`` (creating the folder if needed; an existing
+    folder's modification time is restored), so a folder that cannot hold checkpoints is reported
+    before training starts.
 
     Raises:
         RevkitError: naming ``folder`` and why it cannot be written.
@@ -50,12 +52,38 @@ def check_writable_folder(folder: Path, what: str) -> None:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        before = folder.stat()
         fd, probe = tempfile.mkstemp(prefix=".revkit-write-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
+        # the probe leaves no trace: an error found later (a checkpoint that cannot be loaded) leaves the
+        # folder exactly as it was, modification time included
+        with contextlib.suppress(OSError):  # only the owner may set the times; writing is what matters
+            os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
     except OSError as exc:
         raise RevkitError(f"{folder}: {what} cannot be written ({exc.strerror or exc}); training has not "
                           "started; make the folder writable or choose another with --out DIR") from None
+
+
+def check_writable_files(folder: Path, names: list[str], what: str) -> None:
+    """Refuse, before training starts, a file ``folder/name`` the run will write when something that
+    is not a file (a folder, a broken link, a socket) is in its place or it cannot be written.
+
+    Raises:
+        RevkitError: naming the path and why it cannot be written.
+    """
+    for name in names:
+        path = Path(folder) / name
+        if path.is_symlink() and not path.exists():
+            problem = "is a link to nothing"
+        elif path.exists() and not path.is_file():
+            problem = "is a folder, not a file" if path.is_dir() else "is not a regular file"
+        elif path.exists() and not os.access(path, os.W_OK):
+            problem = "cannot be written (no permission)"
+        else:
+            continue
+        raise RevkitError(f"{path}: {problem}, but {what} writes this file; training has not started; move it "
+                          "out of the way or choose another run folder with --out DIR")
 
 
 def read_pointer(path: Path, error: type[RevkitError] = RevkitError) -> str:

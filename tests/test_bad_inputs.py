@@ -122,6 +122,12 @@ def make_run_folder(folder: Path, kind: str, work: Path) -> None:
     elif kind == "folder_checkpoint":
         path.unlink()
         path.mkdir()
+    elif kind == "latest_not_utf8":
+        (ckpts / LATEST).write_bytes(b"step-00000\xff\xfe.pt\n")
+    elif kind == "density_is_a_folder":
+        (folder / "density.png").mkdir()
+    elif kind == "metrics_is_a_folder":
+        (folder / "metrics.json").mkdir()
     else:
         raise ValueError(f"unknown run_folder kind {kind!r} in cases.toml")
 

@@ -261,3 +261,38 @@ def test_ctrl_c_during_run_checkpoints_and_exits_130(tmp_path: Path, capsys: pyt
     assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "step-000007.pt"
     assert not (tmp_path / "r" / "metrics.json").exists()  # no evaluation after an interrupt
     assert "interrupted at step 7" in err and out.strip().splitlines()[-1] == str(tmp_path / "r")
+
+
+def test_resume_finds_a_folder_in_place_of_an_output_before_training(
+        toy_run: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzzer: density.png as a folder ended a resumed run after training (files changed, exit 2)."""
+    spec, run_dir, _ = toy_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "density.png").unlink()
+    (copy / "density.png").mkdir()
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(copy), "--resume", "--set", "train.steps=50")
+    assert code == 2
+    line = single_error_line(err)
+    assert str(copy / "density.png") in line and "is a folder" in line and "training has not started" in line
+    assert (copy / "checkpoints" / "latest").read_text().strip() == "step-000030.pt"  # no step was taken
+
+
+def test_an_unwritable_run_folder_is_found_before_training_and_left_as_it_was(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writability probe fails (a read-only disk; chmod does not stop root): one error line naming the
+    folder, no training, and the folder the run created is removed again."""
+    import tempfile
+
+    spec = write_spec(tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "new" / "run"))
+    assert code == 2
+    line = single_error_line(err)
+    assert str(tmp_path / "new" / "run") in line and "Read-only file system" in line
+    assert "training has not started" in line
+    assert not (tmp_path / "new").exists()

@@ -96,6 +96,16 @@ def chosen_pictures(settings: EvalSettings, flow: Flow) -> tuple[list[str], bool
     return ["samples", "reconstructions"] + (CONDITIONAL_PICTURES if class_count(flow) else []), False
 
 
+def output_files(settings: EvalSettings, flow: Flow) -> list[str]:
+    """The files the final evaluation writes into the run folder (checked before training starts)."""
+    names, _ = chosen_pictures(settings, flow)
+    if is_2d(flow):
+        pictures = ["samples.png"] * ("samples" in names) + ["density.png"]
+    else:
+        pictures = [f"{name}.png" for name in names]
+    return [*pictures, "training_curve.png", METRICS_JSON]
+
+
 def _first_batch(loader: Iterable[Any], device: torch.device) -> tuple[Tensor, Tensor]:
     batch = next(iter(loader))
     x, y = to_device(batch, device)[:2]

@@ -18,16 +18,16 @@ from typing import Any, TextIO
 
 from revkit.build import build
 from revkit.data.loaders import make_loaders
-from revkit.errors import CheckpointError
-from revkit.eval.report import evaluate_run
-from revkit.paths import check_writable_folder
+from revkit.errors import CheckpointError, RevkitError
+from revkit.eval.report import evaluate_run, output_files
+from revkit.paths import check_writable_files, check_writable_folder
 from revkit.spec import Spec
 from revkit.summary import parameter_count
 from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
 from revkit.train.distributed import Distributed, check_batch_size
 from revkit.train.interrupt import INTERRUPTED, TERMINATED
 from revkit.train.metrics import METRICS_FILE, read_metrics
-from revkit.train.rundir import choose_run_dir, prepare_run_dir, write_spec
+from revkit.train.rundir import SPEC_FILE, choose_run_dir, prepare_run_dir, write_spec
 from revkit.train.seeding import seed_everything
 from revkit.train.trainer import TIME_LIMIT, Trainer, TrainResult
 
@@ -119,6 +119,27 @@ def run_spec(
         dist.close()
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
+    missing = None
+    for path in [folder, *folder.parents]:
+        if path.exists() or path.is_symlink():
+            break
+        missing = path
+    return missing
+
+
+def _remove_empty_folders(folder: Path, outermost: Path) -> None:
+    """Remove ``folder`` and its parents up to ``outermost``, each only while it is empty."""
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == outermost:
+            return
+
+
 def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, progress_stream: TextIO | None,
          say: Callable[[str], None] | None, dist: Distributed, started: float) -> RunOutcome:
     if not dist.is_main:
@@ -129,7 +150,17 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
     check_batch_size(spec.data.batch_size, dist.world)
+    created = _first_missing(Path(run_dir))  # what prepare_run_dir creates, removed again on a later error
     dist.on_main(prepare_run_dir, run_dir, resume)  # after building: a spec or data error leaves no empty folder
+    # before training: a folder that cannot hold checkpoints is found now, not at the first save
+    try:
+        dist.on_main(check_writable_files, run_dir, [SPEC_FILE, METRICS_FILE, *output_files(spec.eval, built.flow)],
+                     "the run")
+        dist.on_main(check_writable_folder, run_dir / CHECKPOINT_DIR if resume else run_dir, "the run folder")
+    except RevkitError:
+        if dist.is_main and created is not None:
+            _remove_empty_folders(Path(run_dir), created)
+        raise
     trainer = Trainer(built.flow, built.objective, train_loader, spec.train, test_loader=test_loader,
                       run_dir=run_dir if dist.is_main else None, spec_text=spec.to_toml(),
                       eval_batches=spec.eval.test_batches, progress_stream=progress_stream, dist=dist)
@@ -139,8 +170,6 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
         say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
     else:
         say(f"run folder: {run_dir}")
-    # before training: a folder that cannot hold checkpoints is found now, not at the first save
-    dist.on_main(check_writable_folder, run_dir / CHECKPOINT_DIR if resume else run_dir, "the run folder")
     if dist.is_main:
         write_spec(run_dir, spec)
     processes = f" × {dist.world} processes" if dist.enabled else ""
