@@ -60,7 +60,7 @@ from revkit.eval.prior_components import active_dims_per_class, component_means,
 from revkit.eval.prior_stds import write_prior_stds
 from revkit.eval.reconstruction import reconstruct, write_reconstructions
 from revkit.eval.restricted import restricted_reconstructions, write_restricted_reconstructions
-from revkit.eval.samples import class_count, draw_samples, is_2d, write_samples
+from revkit.eval.samples import check_sample_memory, class_count, draw_samples, is_2d, write_samples
 from revkit.eval.score_samples import draw_score_samples
 from revkit.flow import Flow
 from revkit.objectives.base import Objective
@@ -106,6 +106,14 @@ def output_files(settings: EvalSettings, flow: Flow) -> list[str]:
     return [*pictures, "training_curve.png", METRICS_JSON]
 
 
+def check_before_training(settings: EvalSettings, flow: Flow) -> None:
+    """What the final evaluation will allocate, checked before training starts (not after it)."""
+    names, _ = chosen_pictures(settings, flow)
+    n = int(setting(settings, "samples"))
+    if "samples" in names and n > 0:
+        check_sample_memory(flow, n, "eval.samples")
+
+
 def _first_batch(loader: Iterable[Any], device: torch.device) -> tuple[Tensor, Tensor]:
     batch = next(iter(loader))
     x, y = to_device(batch, device)[:2]
@@ -137,6 +145,7 @@ def _stderr(text: str) -> None:
 
 def write_class_samples(flow: Flow, path: Path, n: int, temperature: float) -> Path:
     """Class-conditional samples as a labelled row per class (``⌈n / classes⌉`` per row)."""
+    check_sample_memory(flow, n, "eval.samples")
     images, per_row = draw_samples(flow, n, temperature)
     rows = list(images.split(per_row))
     return write_labelled_rows(rows, [f"class {k}" for k in range(len(rows))], path,
@@ -167,7 +176,7 @@ class _Pictures:
         if class_count(self.flow):
             write_class_samples(self.flow, path, n, temperature)
         else:
-            write_samples(self.flow, path, n, temperature)
+            write_samples(self.flow, path, n, temperature, where="eval.samples")
         return ""
 
     def _reconstructions(self, path: Path) -> str:

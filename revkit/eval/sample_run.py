@@ -8,7 +8,7 @@ import torch
 
 from revkit.build import build
 from revkit.errors import CheckpointError, RevkitError
-from revkit.eval.samples import write_samples
+from revkit.eval.samples import check_sample_memory, write_samples
 from revkit.flow import Flow
 from revkit.spec import load_spec
 from revkit.train.checkpoint import CHECKPOINT_DIR, latest_checkpoint, load_checkpoint
@@ -60,11 +60,12 @@ def sample_run(run_dir: Path, n: int = 64, temperature: float = 1.0, out: Path |
     if out is not None:
         check_out(Path(out))
     flow, step = load_run(run_dir, device)
+    check_sample_memory(flow, n, "-n")  # before the output folder is created
     seed_everything(seed)
     path = out if out is not None else Path(run_dir) / f"samples-step{step:06d}-T{temperature:g}.png"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
-            return write_samples(flow, path, n, temperature)
+            return write_samples(flow, path, n, temperature, where="-n")
     except OSError as exc:
         raise RevkitError(f"{path}: cannot write the samples ({exc.strerror or exc})") from exc

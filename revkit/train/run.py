@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from revkit.build import build
 from revkit.data.loaders import make_loaders
 from revkit.errors import CheckpointError, RevkitError
-from revkit.eval.report import evaluate_run, output_files
+from revkit.eval.report import check_before_training, evaluate_run, output_files
 from revkit.paths import check_writable_files, check_writable_folder
 from revkit.spec import Spec
 from revkit.summary import parameter_count
@@ -150,6 +150,7 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     built = build(spec)
     train_loader, test_loader, _ = make_loaders(spec.data, built.source, seed=spec.train.seed)
     check_batch_size(spec.data.batch_size, dist.world)
+    check_before_training(spec.eval, built.flow)  # the evaluation's pictures fit in memory: known now, not after training
     created = _first_missing(Path(run_dir))  # what prepare_run_dir creates, removed again on a later error
     dist.on_main(prepare_run_dir, run_dir, resume)  # after building: a spec or data error leaves no empty folder
     # before training: a folder that cannot hold checkpoints is found now, not at the first save
