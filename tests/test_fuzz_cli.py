@@ -214,6 +214,14 @@ def sample_argv(data: st.DataObject) -> list[str]:
     return argv
 
 
+def sample_outputs(argv: list[str]) -> list[str]:
+    """What ``sample … --out FILE`` may write: FILE (whatever its name) and the folders above it."""
+    if "--out" not in argv or argv.index("--out") + 1 >= len(argv):
+        return []
+    out = argv[argv.index("--out") + 1]
+    return [out, *([Path(out).parts[0]] if out and not Path(out).is_absolute() else [])]
+
+
 def run_argv(data: st.DataObject) -> list[str]:
     steps = data.draw(st.integers(1, 3), label="steps")
     spec = data.draw(path_args, label="spec") if data.draw(st.integers(0, 4), label="odd spec") == 0 else str(GOOD_TOY)
@@ -248,7 +256,7 @@ def command_line(data: st.DataObject) -> tuple[list[str], list[str], float]:
                                          "compare", "new-plugin", "junk"]), label="command")
     if command == "sample":
         argv = sample_argv(data)
-        return argv, ["run/samples-", "out.png", "sub", *[a for a in argv if a.endswith(".png")]], QUICK_S
+        return argv, ["run/samples-", *sample_outputs(argv)], QUICK_S
     if command == "run":
         return run_argv(data), ["runs", "out", "run/", "run"], TRAIN_S
     if command in ("validate", "inspect"):
@@ -446,3 +454,44 @@ def test_check_outcome_catches_what_it_should(fresh: Any) -> None:
             check_outcome(bad, 1.0)
     with pytest.raises(AssertionError):
         check_outcome(Outcome(["x"], 0, "", "", 0.1, ["changed run/spec.toml"]), 1.0, ["run/samples-"])
+
+
+# -- what the exploratory runs found, kept as fixed examples --------------------------------------
+#: each failure of an exploratory run (REVKIT_FUZZ_EXAMPLES), replayed with the fuzzers' own checks:
+#: (damaged file of the good run folder, its new bytes, command) — see docs/robustness.md.
+FOUND_IN_RUN_FOLDERS = [
+    ("metrics.jsonl", b"1", "resume"),  # a JSON number, not a record: AttributeError on resume
+    ("metrics.jsonl", b"\x80", "resume"),  # not UTF-8: UnicodeDecodeError on resume
+    ("metrics.jsonl", b'{"step": "two"}\n[1]\n{"step": true}\n', "resume"),  # records with no integer step
+    ("metrics.jsonl", b"\xff\xfe", "compare"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "command"), FOUND_IN_RUN_FOLDERS,
+                         ids=[f"{n}-{i}-{c}" for i, (n, _, c) in enumerate(FOUND_IN_RUN_FOLDERS)])
+def test_found_by_exploration_damaged_run_folders(name: str, content: bytes, command: str, good_run: Path,
+                                                  fresh: Any) -> None:
+    work = fresh()
+    run = work / "run"
+    shutil.copytree(good_run, run)
+    (run / name).write_bytes(content)
+    if command == "resume":
+        argv, may_write = ["run", str(GOOD_TOY), "--out", "run", "--resume", "--set", "train.steps=3", *TINY], ["run"]
+    else:
+        argv, may_write = ["compare", "run"], []
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, TRAIN_S, may_write)
+    if command == "resume":  # the damaged lines are dropped; the records of steps 1-3 remain
+        assert outcome.code == 0, outcome.err
+        from revkit.train.metrics import read_metrics
+        assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [3]
+
+
+def test_found_by_exploration_sample_out_without_png_suffix(good_run: Path, fresh: Any) -> None:
+    """``sample --out missing`` writes the PNG ``missing`` (the fuzzer's may_write had to allow it)."""
+    work = fresh()
+    shutil.copytree(good_run, work / "run")
+    argv = ["sample", "run", "--out", "missing", "--device", "cpu"]
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, QUICK_S, ["run/samples-", *sample_outputs(argv)])
+    assert outcome.code == 0 and (work / "missing").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
