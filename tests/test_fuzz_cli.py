@@ -219,7 +219,8 @@ def sample_outputs(argv: list[str]) -> list[str]:
     if "--out" not in argv or argv.index("--out") + 1 >= len(argv):
         return []
     out = argv[argv.index("--out") + 1]
-    return [out, *([Path(out).parts[0]] if out and not Path(out).is_absolute() else [])]
+    parts = Path(out).parts
+    return [out, *([parts[0]] if parts and not Path(out).is_absolute() else [])]
 
 
 def run_argv(data: st.DataObject) -> list[str]:
@@ -464,6 +465,8 @@ FOUND_IN_RUN_FOLDERS = [
     ("metrics.jsonl", b"\x80", "resume"),  # not UTF-8: UnicodeDecodeError on resume
     ("metrics.jsonl", b'{"step": "two"}\n[1]\n{"step": true}\n', "resume"),  # records with no integer step
     ("metrics.jsonl", b"\xff\xfe", "compare"),
+    ("spec.toml", b"\x80", "compare"),  # not UTF-8: UnicodeDecodeError in compare (second exploratory run)
+    ("metrics.json", b"\x80{}", "compare"),
 ]
 
 
@@ -488,10 +491,28 @@ def test_found_by_exploration_damaged_run_folders(name: str, content: bytes, com
 
 
 def test_found_by_exploration_sample_out_without_png_suffix(good_run: Path, fresh: Any) -> None:
-    """``sample --out missing`` writes the PNG ``missing`` (the fuzzer's may_write had to allow it)."""
+    """``sample --out missing`` writes the PNG ``missing`` (the fuzzer's may_write had to allow it),
+    and ``--out .`` is refused as a folder (the fuzzer's own helper failed on it)."""
     work = fresh()
     shutil.copytree(good_run, work / "run")
     argv = ["sample", "run", "--out", "missing", "--device", "cpu"]
     outcome = run_cli(argv, work)
     check_outcome(outcome, QUICK_S, ["run/samples-", *sample_outputs(argv)])
     assert outcome.code == 0 and (work / "missing").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    argv = ["sample", "run", "--out", ".", "--device", "cpu"]
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, QUICK_S, ["run/samples-", *sample_outputs(argv)])
+    assert outcome.code == 2 and "is a folder" in outcome.err
+
+
+def test_found_by_exploration_broken_png_chunk_in_an_image_folder(fresh: Any) -> None:
+    """A PNG whose chunk is garbled made PIL raise SyntaxError ("broken PNG file") from inside
+    the data loader (second exploratory run): now one error line naming the file."""
+    work = fresh()
+    files = make_images(work / "data")
+    raw = files[1].read_bytes()
+    files[1].write_bytes(raw[:53] + b"\x0c\x00\x00\x01\x00\x00\x00\x00" + raw[53 + 16:])
+    (work / "spec.toml").write_text(IMAGE_SPEC, encoding="utf-8")
+    outcome = run_cli(["run", "spec.toml", "--set", "data.root=data", "--out", "out"], work)
+    check_outcome(outcome, TRAIN_S, ["out"])
+    assert outcome.code == 2 and files[1].name in outcome.err and "not a readable image" in outcome.err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ def load_rgb(path: Path, size: int) -> Tensor:
                 left, top = (nw - size) // 2, (nh - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             array = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+            Image.DecompressionBombError) as exc:  # PIL's decoders raise SyntaxError for a broken PNG chunk
         raise DataError(f"image_folder: {path} is not a readable image ({exc}); remove it from the "
                         "folder (files whose names start with '.' are ignored)") from exc
     return torch.from_numpy(array.copy()).permute(2, 0, 1)

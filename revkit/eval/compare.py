@@ -56,6 +56,8 @@ def _read(path: Path, what: str) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RevkitError(f"{path.parent}: no {path.name} ({what}); is it a finished run folder?") from None
+    except UnicodeDecodeError as exc:
+        raise RevkitError(f"{path}: cannot be read: byte {exc.start} is not UTF-8 ({what})") from None
     try:
         return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
