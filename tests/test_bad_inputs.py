@@ -122,6 +122,8 @@ def make_run_folder(folder: Path, kind: str, work: Path) -> None:
     elif kind == "folder_checkpoint":
         path.unlink()
         path.mkdir()
+    elif kind == "spec_not_utf8":
+        (folder / SPEC_FILE).write_bytes(b"\x80" + (folder / SPEC_FILE).read_bytes())
     elif kind == "latest_not_utf8":
         (ckpts / LATEST).write_bytes(b"step-00000\xff\xfe.pt\n")
     elif kind == "density_is_a_folder":
