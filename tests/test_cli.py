@@ -361,3 +361,18 @@ def test_a_sample_grid_beyond_memory_is_refused_before_drawing_naming_the_option
     line = single_error_line(err)
     assert line.startswith("error: eval.samples: a picture of 100,000 samples") and "of memory" in line
     assert not (tmp_path / "r2").exists()  # refused before the run folder and before training
+
+
+def test_generated_data_beyond_memory_is_refused_before_allocation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: a toy data set within the schema's bound but beyond this machine's memory is refused,
+    with what it needs and what is allowed, before the points are drawn and before a run folder exists."""
+    import revkit.limits
+
+    spec = write_spec(tmp_path)
+    monkeypatch.setattr(revkit.limits, "available_memory", lambda: 10 * 2**20)  # a 10 MiB machine
+    code, _, err = run_cli(capsys, "run", str(spec), "--set", "data.n_train=1000000", "--out", str(tmp_path / "r"))
+    assert code == 2
+    line = single_error_line(err)
+    assert "data.n_train" in line and "needs about" in line and "at most 5.0 MiB" in line
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
