@@ -215,7 +215,8 @@ def sample_argv(data: st.DataObject) -> list[str]:
 
 
 def sample_outputs(argv: list[str]) -> list[str]:
-    """What ``sample … --out FILE`` may write: FILE (whatever its name) and the folders above it."""
+    """What ``sample … --out FILE`` (or ``run … --out DIR``) may write: FILE or DIR, whatever its
+    name, and the folders above it."""
     if "--out" not in argv or argv.index("--out") + 1 >= len(argv):
         return []
     out = argv[argv.index("--out") + 1]
@@ -259,7 +260,8 @@ def command_line(data: st.DataObject) -> tuple[list[str], list[str], float]:
         argv = sample_argv(data)
         return argv, ["run/samples-", *sample_outputs(argv)], QUICK_S
     if command == "run":
-        return run_argv(data), ["runs", "out", "run/", "run"], TRAIN_S
+        argv = run_argv(data)
+        return argv, ["runs", "out", "run/", "run", *sample_outputs(argv)], TRAIN_S  # --out DIR: the run folder
     if command in ("validate", "inspect"):
         spec = data.draw(st.sampled_from([str(GOOD_TOY), "good_toy", "mnist_glow"]) | path_args, label="spec")
         return [command, spec, *[a for o in data.draw(st.lists(set_strings, max_size=2), label="sets")
@@ -503,6 +505,16 @@ def test_found_by_exploration_sample_out_without_png_suffix(good_run: Path, fres
     outcome = run_cli(argv, work)
     check_outcome(outcome, QUICK_S, ["run/samples-", *sample_outputs(argv)])
     assert outcome.code == 2 and "is a folder" in outcome.err
+
+
+def test_found_by_exploration_run_out_with_any_name(fresh: Any) -> None:
+    """``run --out missing`` creates the run folder ``missing`` (third exploratory run: the fuzzer's
+    may_write had to allow the --out folder of ``run`` too)."""
+    work = fresh()
+    argv = ["run", str(GOOD_TOY), "--set", "train.steps=1", *TINY, "--out", "missing"]
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, TRAIN_S, ["runs", *sample_outputs(argv)])
+    assert outcome.code == 0 and (work / "missing" / "metrics.json").exists()
 
 
 def test_found_by_exploration_broken_png_chunk_in_an_image_folder(fresh: Any) -> None:
