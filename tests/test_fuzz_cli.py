@@ -517,6 +517,16 @@ def test_found_by_exploration_run_out_with_any_name(fresh: Any) -> None:
     assert outcome.code == 0 and (work / "missing" / "metrics.json").exists()
 
 
+def test_found_by_exploration_data_far_out_of_scale_diverges_naming_the_largest_gradient(fresh: Any) -> None:
+    """``data.noise=4586324`` overflows the gradient norm while every entry is finite (run 3b): exit 3
+    (documented divergence) with a message that says where, not "first non-finite gradients: ?"."""
+    work = fresh()
+    argv = ["run", str(GOOD_TOY), "--set", "train.steps=1", *TINY, "--set", "data.noise=4586324"]
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, TRAIN_S, ["runs"])
+    assert outcome.code == 3 and "largest entry" in outcome.err and "flow." in outcome.err
+
+
 def test_found_by_exploration_broken_png_chunk_in_an_image_folder(fresh: Any) -> None:
     """A PNG whose chunk is garbled made PIL raise SyntaxError ("broken PNG file") from inside
     the data loader (second exploratory run): now one error line naming the file."""
