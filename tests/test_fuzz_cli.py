@@ -261,7 +261,8 @@ def command_line(data: st.DataObject) -> tuple[list[str], list[str], float]:
         return argv, ["run/samples-", *sample_outputs(argv)], QUICK_S
     if command == "run":
         argv = run_argv(data)
-        return argv, ["runs", "out", "run/", "run", *sample_outputs(argv)], TRAIN_S  # --out DIR: the run folder
+        dirs = [a.split("=", 1)[1].strip().strip("'\"") for a in argv if a.startswith("output.dir=")]
+        return argv, ["runs", "out", "run/", "run", *sample_outputs(argv), *[d for d in dirs if d]], TRAIN_S
     if command in ("validate", "inspect"):
         spec = data.draw(st.sampled_from([str(GOOD_TOY), "good_toy", "mnist_glow"]) | path_args, label="spec")
         return [command, spec, *[a for o in data.draw(st.lists(set_strings, max_size=2), label="sets")
@@ -515,6 +516,11 @@ def test_found_by_exploration_run_out_with_any_name(fresh: Any) -> None:
     outcome = run_cli(argv, work)
     check_outcome(outcome, TRAIN_S, ["runs", *sample_outputs(argv)])
     assert outcome.code == 0 and (work / "missing" / "metrics.json").exists()
+    # run 3c: --set output.dir=00 puts the run folder under 00 (the oracle had to allow output.dir too)
+    argv = ["run", str(GOOD_TOY), "--set", "train.steps=1", *TINY, "--set", "output.dir=00"]
+    outcome = run_cli(argv, work)
+    check_outcome(outcome, TRAIN_S, ["runs", "missing", "00"])
+    assert outcome.code == 0 and len(list((work / "00").glob("good_toy-*/metrics.json"))) == 1
 
 
 def test_found_by_exploration_data_far_out_of_scale_diverges_naming_the_largest_gradient(fresh: Any) -> None:
