@@ -278,7 +278,8 @@ def command_line(data: st.DataObject) -> tuple[list[str], list[str], float]:
     if command == "new-plugin":
         name = data.draw(st.sampled_from(["good", "my_plugin", "Bad", "1x", "a-b", ""]) | short_text, label="name")
         folder = data.draw(st.sampled_from(["plugins", "run/spec.toml", "missing/deeper"]) | path_args, label="dir")
-        return ["new-plugin", name, "--dir", folder], ["plugins", "missing", f"revkit-{name}", folder or "."], QUICK_S
+        return ["new-plugin", name, "--dir", folder], ["plugins", "missing", f"revkit-{name}",
+                                                       os.path.normpath(folder) if folder else "."], QUICK_S  # 0/ → 0 (run 3d)
     return data.draw(st.lists(text_values | st.sampled_from(["--help", "-h", "--version", "--set", "-n"]),
                               max_size=4), label="argv"), [], QUICK_S
 
