@@ -214,14 +214,38 @@ def sample_argv(data: st.DataObject) -> list[str]:
     return argv
 
 
-def sample_outputs(argv: list[str]) -> list[str]:
-    """What ``sample … --out FILE`` (or ``run … --out DIR``) may write: FILE or DIR, whatever its
-    name, and the folders above it."""
-    if "--out" not in argv or argv.index("--out") + 1 >= len(argv):
+def sample_outputs(argv: list[str], option: str = "--out") -> list[str]:
+    """What ``sample … --out FILE`` (or ``run … --out DIR``, ``report … -o PAGE``) may write: FILE or
+    DIR, whatever its name, and the folders above it."""
+    if option not in argv or argv.index(option) + 1 >= len(argv):
         return []
-    out = argv[argv.index("--out") + 1]
+    out = argv[argv.index(option) + 1]
     parts = Path(out).parts
     return [out, *([parts[0]] if parts and not Path(out).is_absolute() else [])]
+
+
+def translate_argv(data: st.DataObject) -> list[str]:
+    """``translate`` on the toy run (which does not translate) or an odd folder, with odd options."""
+    argv = ["translate", data.draw(st.sampled_from(["run"]) | path_args, label="run_dir")]
+    for option in data.draw(st.lists(st.sampled_from(["-n", "--seed", "--out", "--device"]), max_size=3,
+                                     unique=True), label="options"):
+        if option == "--out":
+            value = data.draw(path_args, label="out")
+        elif option == "--device":
+            value = data.draw(st.sampled_from(["cpu", "cuda:7", "gpu", ""]) | short_text, label="device")
+        else:
+            value = data.draw(number_args, label=option)
+        argv += [option, value]
+    return argv if "--device" in argv else [*argv, "--device", "cpu"]
+
+
+def report_argv(data: st.DataObject) -> list[str]:
+    """``report`` of one or two run folders (or odd paths), with or without ``-o PAGE``."""
+    dirs = data.draw(st.lists(st.sampled_from(["run", "run", "missing", "run/spec.toml", "."]) | path_args,
+                              min_size=0, max_size=2), label="dirs")
+    out = ["-o", data.draw(st.sampled_from(["page.html", "sub/page.html", "run", "run/spec.toml/x.html"])
+                           | path_args, label="page")] if data.draw(st.booleans(), label="-o") else []
+    return ["report", *dirs, *out]
 
 
 def run_argv(data: st.DataObject) -> list[str]:
@@ -255,10 +279,16 @@ def run_argv(data: st.DataObject) -> list[str]:
 def command_line(data: st.DataObject) -> tuple[list[str], list[str], float]:
     """A command line, the paths it may write on success, and its time bound."""
     command = data.draw(st.sampled_from(["sample", "sample", "run", "validate", "inspect", "schema", "plugins",
-                                         "compare", "new-plugin", "junk"]), label="command")
+                                         "compare", "report", "translate", "new-plugin", "junk"]), label="command")
     if command == "sample":
         argv = sample_argv(data)
         return argv, ["run/samples-", *sample_outputs(argv)], QUICK_S
+    if command == "translate":  # the toy run has one domain: never a picture, but the options are checked first
+        argv = translate_argv(data)
+        return argv, ["run/translations-", *sample_outputs(argv)], QUICK_S
+    if command == "report":
+        argv = report_argv(data)
+        return argv, ["run/report.html", "report.html", *sample_outputs(argv, "-o")], QUICK_S
     if command == "run":
         argv = run_argv(data)
         dirs = [a.split("=", 1)[1].strip().strip("'\"") for a in argv if a.startswith("output.dir=")]
@@ -327,19 +357,21 @@ def damage_file(path: Path, data: st.DataObject) -> None:
 @fuzz_settings(30)
 @given(data=st.data())
 def test_fuzz_damaged_run_folders(data: st.DataObject, good_run: Path, fresh: Any) -> None:
-    """A finished run folder with one to three files broken, through ``sample``, ``run --resume``
-    and ``compare``."""
+    """A finished run folder with one to three files broken, through ``sample``, ``run --resume``,
+    ``compare`` and ``report``."""
     work = fresh()
     run = work / "run"
     shutil.copytree(good_run, run)
     files = sorted(p for p in run.rglob("*") if p.is_file())
     for path in data.draw(st.lists(st.sampled_from(files), min_size=1, max_size=3, unique=True), label="files"):
         damage_file(path, data)
-    command = data.draw(st.sampled_from(["sample", "resume", "compare"]), label="command")
+    command = data.draw(st.sampled_from(["sample", "resume", "compare", "report"]), label="command")
     if command == "sample":
         argv, may_write = ["sample", "run", "-n", "16", "--device", "cpu"], ["run/samples-"]
     elif command == "resume":
         argv, may_write = ["run", str(GOOD_TOY), "--out", "run", "--resume", "--set", "train.steps=3", *TINY], ["run"]
+    elif command == "report":
+        argv, may_write = ["report", "run"], ["run/report.html"]
     else:
         argv, may_write = ["compare", "run"], []
     check_outcome(run_cli(argv, work), TRAIN_S, may_write)
