@@ -32,8 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from revkit.errors import RevkitError, printable
+from revkit.limits import MAX_SAMPLES, PROCESSES, SAMPLE_COUNT, SEED, TEMPERATURE
+from revkit.paths import path_problem
 from revkit.version import __version__
-from revkit.errors import RevkitError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -175,22 +177,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
-#: the most samples `revkit sample` draws into one picture.
-MAX_SAMPLES = 100_000
-
-
-def _sample_count(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1 and ≤ {MAX_SAMPLES:,}, got {value}")
-    return value
+def _path(text: str) -> str:
+    """A path option: printable characters only (see :mod:`revkit.paths`)."""
+    problem = path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"'{printable(text)}' {problem}")
+    return text
 
 
 def _device(text: str) -> str:
@@ -199,19 +191,12 @@ def _device(text: str) -> str:
     return text
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
-    return value
-
-
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one ``error:`` line and exit code 2, like every
     other user error (argparse's default prints the whole usage first)."""
 
     def error(self, message: str) -> NoReturn:
-        _say(f"error: {self.prog}: {message} (see {self.prog} --help)")
+        _say(f"error: {self.prog}: {printable(message)} (see {self.prog} --help)")
         raise SystemExit(EXIT_USER_ERROR)
 
 
@@ -222,16 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_spec(p: argparse.ArgumentParser) -> None:
-        p.add_argument("spec", metavar="SPEC",
+        p.add_argument("spec", type=_path, metavar="SPEC",
                        help="a spec file (TOML), or the name of a bundled spec such as 'mnist_glow'")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                        help="override a spec field, e.g. --set train.steps=100 (repeatable)")
 
     p = sub.add_parser("run", help="train a model and evaluate it; prints the run folder last")
     with_spec(p)
-    p.add_argument("--out", metavar="DIR", help="the run folder (default: output.dir/output.name)")
+    p.add_argument("--out", type=_path, metavar="DIR", help="the run folder (default: output.dir/output.name)")
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its latest checkpoint")
-    p.add_argument("--nproc", type=_positive, default=1, metavar="N",
+    p.add_argument("--nproc", type=PROCESSES.option(), default=1, metavar="N",
                    help="train with N local processes (DistributedDataParallel; gloo on CPU, nccl on CUDA); "
                         "for several machines use torchrun, see docs/robustness.md")
     p.set_defaults(func=cmd_run)
@@ -252,37 +237,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("sample", help="draw samples from a run's latest checkpoint into a PNG")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
-    p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (default 64, at most {MAX_SAMPLES:,})")
-    p.add_argument("--temperature", type=_non_negative, default=1.0, help="scale of the prior's std (default 1)")
-    p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/samples-step<N>-T<T>.png)")
+    p.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a run folder")
+    p.add_argument("-n", type=SAMPLE_COUNT.option(), default=64,
+                   help=f"number of samples (default 64, at most {MAX_SAMPLES:,})")
+    p.add_argument("--temperature", type=TEMPERATURE.option(), default=1.0,
+                   help=f"scale of the prior's std (default 1; {TEMPERATURE.allowed()}), as eval.temperature")
+    p.add_argument("--out", type=_path, metavar="FILE", help="the PNG to write (default RUN_DIR/samples-step<N>-T<T>.png)")
     p.add_argument("--device", type=_device, default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=SEED.option(), default=0, help=f"random seed (default 0; {SEED.allowed()}), as train.seed")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("compare", help="a table of finished runs of any kind: model, objective and every metric they have")
-    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+", help="finished run folders")
+    p.add_argument("run_dirs", type=_path, metavar="RUN_DIR", nargs="+", help="finished run folders")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="a self-contained HTML page of one run (its report.html) or comparing several")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (any kinds)")
-    p.add_argument("-o", "--output", default=None, metavar="PAGE",
+    p.add_argument("run_dirs", type=_path, nargs="+", metavar="RUN_DIR", help="run folders (any kinds)")
+    p.add_argument("-o", "--output", type=_path, default=None, metavar="PAGE",
                    help="where the page goes (default: RUN_DIR/report.html for one run, ./report.html for several)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("translate", help="a grid of test images of both domains and their translations "
                                          "(runs of model.kind = 'aligned_flows')")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder")
-    p.add_argument("-n", type=_positive, default=16, help="images per domain (default 16)")
-    p.add_argument("--out", metavar="FILE", help="the PNG to write (default RUN_DIR/translations-step<N>.png)")
+    p.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a run folder")
+    p.add_argument("-n", type=SAMPLE_COUNT.option(), default=16,
+                   help=f"images per domain (default 16, at most {MAX_SAMPLES:,})")
+    p.add_argument("--out", type=_path, metavar="FILE",
+                   help="the PNG to write (default RUN_DIR/translations-step<N>.png)")
     p.add_argument("--device", type=_device, default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=SEED.option(), default=0, help=f"random seed (default 0; {SEED.allowed()}), as train.seed")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("new-plugin", help="write the skeleton of a plugin distribution revkit-NAME")
     p.add_argument("name", metavar="NAME", help="the plugin's name, a lower-case identifier such as 'splines'")
-    p.add_argument("--dir", default=".", help="where to create the folder revkit-NAME (default: here)")
+    p.add_argument("--dir", type=_path, default=".", help="where to create the folder revkit-NAME (default: here)")
     p.set_defaults(func=cmd_new_plugin)
     return parser
 

@@ -122,6 +122,14 @@ def make_run_folder(folder: Path, kind: str, work: Path) -> None:
     elif kind == "folder_checkpoint":
         path.unlink()
         path.mkdir()
+    elif kind == "spec_not_utf8":
+        (folder / SPEC_FILE).write_bytes(b"\x80" + (folder / SPEC_FILE).read_bytes())
+    elif kind == "latest_not_utf8":
+        (ckpts / LATEST).write_bytes(b"step-00000\xff\xfe.pt\n")
+    elif kind == "density_is_a_folder":
+        (folder / "density.png").mkdir()
+    elif kind == "metrics_is_a_folder":
+        (folder / "metrics.json").mkdir()
     else:
         raise ValueError(f"unknown run_folder kind {kind!r} in cases.toml")
 
@@ -280,7 +288,10 @@ def test_loading_a_checkpoint_never_runs_code_from_it(how: str, tmp_path: Path) 
 
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert str(path) in str(info.value) and "weights_only" in str(info.value)
+    message = str(info.value)  # says why it was refused and names the object; never suggests an unsafe load
+    assert str(path) in message and "refused, because loading it would run code" in message
+    assert "io.open" in message or "builtins.open" in message
+    assert "weights_only" not in message and "succeed" not in message
     assert not marker.exists()
 
 

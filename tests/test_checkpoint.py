@@ -58,8 +58,11 @@ def test_a_failure_while_saving_leaves_the_previous_checkpoint_intact(tmp_path: 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError) as info:
         save_checkpoint(tmp_path, state(2, 2.0))
+    message = str(info.value)  # names the file, the reason and what was kept
+    assert str(tmp_path / "step-000002.pt") in message and "No space left on device" in message
+    assert f"the last checkpoint, {tmp_path / 'step-000001.pt'}, is intact" in message
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no partial or temporary file
     assert latest_checkpoint(tmp_path).name == "step-000001.pt"

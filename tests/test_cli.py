@@ -261,3 +261,118 @@ def test_ctrl_c_during_run_checkpoints_and_exits_130(tmp_path: Path, capsys: pyt
     assert (tmp_path / "r" / "checkpoints" / "latest").read_text().strip() == "step-000007.pt"
     assert not (tmp_path / "r" / "metrics.json").exists()  # no evaluation after an interrupt
     assert "interrupted at step 7" in err and out.strip().splitlines()[-1] == str(tmp_path / "r")
+
+
+def test_resume_finds_a_folder_in_place_of_an_output_before_training(
+        toy_run: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzzer: density.png as a folder ended a resumed run after training (files changed, exit 2)."""
+    spec, run_dir, _ = toy_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "density.png").unlink()
+    (copy / "density.png").mkdir()
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(copy), "--resume", "--set", "train.steps=50")
+    assert code == 2
+    line = single_error_line(err)
+    assert str(copy / "density.png") in line and "is a folder" in line and "training has not started" in line
+    assert (copy / "checkpoints" / "latest").read_text().strip() == "step-000030.pt"  # no step was taken
+
+
+def test_an_unwritable_run_folder_is_found_before_training_and_left_as_it_was(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writability probe fails (a read-only disk; chmod does not stop root): one error line naming the
+    folder, no training, and the folder the run created is removed again."""
+    import tempfile
+
+    spec = write_spec(tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "new" / "run"))
+    assert code == 2
+    line = single_error_line(err)
+    assert str(tmp_path / "new" / "run") in line and "Read-only file system" in line
+    assert "training has not started" in line
+    assert not (tmp_path / "new").exists()
+
+
+def _tiny_mnist(root: Path, n: int = 16) -> None:
+    """A 16-image MNIST in IDX format under ``root/MNIST/raw`` (train and test alike)."""
+    import struct
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = struct.pack(">IIII", 0x803, n, 28, 28) + bytes((7 * i) % 256 for i in range(n * 28 * 28))
+    labels = struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n))
+    for split in ("train", "t10k"):
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(images)
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(labels)
+
+
+MNIST_SMALL = """
+[model]
+input_shape = [1, 28, 28]
+[[model.layers]]
+block = "squeeze"
+[[model.layers]]
+block = "affine_coupling"
+hidden = 8
+[data]
+kind = "mnist"
+download = false
+root = "{root}"
+batch_size = 8
+test_batch_size = 8
+[train]
+device = "cpu"
+steps = 1
+[eval]
+samples = 16
+reconstructions = 2
+test_batches = 1
+"""
+
+
+def test_a_sample_grid_beyond_memory_is_refused_before_drawing_naming_the_option(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 (limits before allocation): `sample -n` and `eval.samples` are estimated against the
+    machine's memory before anything is drawn; `run` finds it before training, not after it."""
+    import revkit.limits
+
+    _tiny_mnist(tmp_path / "data")
+    spec = tmp_path / "mnist.toml"
+    spec.write_text(MNIST_SMALL.replace("{root}", str(tmp_path / "data")), encoding="utf-8")
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    before = sorted(p.name for p in (tmp_path / "r").iterdir())
+
+    monkeypatch.setattr(revkit.limits, "available_memory", lambda: 10 * 2**20)  # a 10 MiB machine
+    code, _, err = run_cli(capsys, "sample", str(tmp_path / "r"), "-n", "100000", "--device", "cpu")
+    assert code == 2
+    line = single_error_line(err)
+    assert line.startswith("error: -n: a picture of 100,000 samples of shape 1×28×28 needs about ")
+    assert "GiB of memory; at most 5.0 MiB" in line and "choose a smaller value" in line
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before
+
+    code, _, err = run_cli(capsys, "run", str(spec), "--out", str(tmp_path / "r2"), "--set", "eval.samples=100000")
+    assert code == 2
+    line = single_error_line(err)
+    assert line.startswith("error: eval.samples: a picture of 100,000 samples") and "of memory" in line
+    assert not (tmp_path / "r2").exists()  # refused before the run folder and before training
+
+
+def test_generated_data_beyond_memory_is_refused_before_allocation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: a toy data set within the schema's bound but beyond this machine's memory is refused,
+    with what it needs and what is allowed, before the points are drawn and before a run folder exists."""
+    import revkit.limits
+
+    spec = write_spec(tmp_path)
+    monkeypatch.setattr(revkit.limits, "available_memory", lambda: 10 * 2**20)  # a 10 MiB machine
+    code, _, err = run_cli(capsys, "run", str(spec), "--set", "data.n_train=1000000", "--out", str(tmp_path / "r"))
+    assert code == 2
+    line = single_error_line(err)
+    assert "data.n_train" in line and "needs about" in line and "at most 5.0 MiB" in line
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()

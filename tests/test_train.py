@@ -408,11 +408,31 @@ def test_ctrl_c_finishes_the_step_then_checkpoints(tmp_path: Any) -> None:
                 os.kill(os.getpid(), signal.SIGINT)
             return super().losses(model, batch, update)
 
-    trainer = trainer_for(make_flow(), InterruptsAtStep3(), gaussian_data(), run_dir=tmp_path, steps=50)
-    result = trainer.fit()
+    def before(signum: int, frame: Any) -> None:  # the handler that was there before training
+        raise AssertionError("the trainer's handler should have caught this SIGINT")
+
+    previous = signal.signal(signal.SIGINT, before)  # whatever started the tests (nohup: SIG_IGN)
+    try:
+        trainer = trainer_for(make_flow(), InterruptsAtStep3(), gaussian_data(), run_dir=tmp_path, steps=50)
+        result = trainer.fit()
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.stopped == "interrupted" and result.step == 3
     assert (tmp_path / "checkpoints" / "step-000003.pt").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards
+    assert after is before  # the previous handler is restored afterwards, not Python's default
+
+
+@pytest.mark.parametrize("previous", [signal.SIG_IGN, signal.default_int_handler], ids=["ignored", "default"])
+def test_training_restores_whatever_sigint_handler_was_there_before(previous: Any, tmp_path: Any) -> None:
+    """Under nohup SIGINT is ignored; training must hand back exactly that, whatever started the tests."""
+    old = signal.signal(signal.SIGINT, previous)
+    try:
+        trainer_for(make_flow(), Nll(), gaussian_data(), run_dir=tmp_path, steps=2).fit()
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert after is previous
 
 
 # -- the batch stream ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ CELEBA_FILES = (
 
 
 class CelebAParams(DownloadParams):
-    size: int = Field(64, ge=1, description="side of the square images after the 148×148 center crop")
+    size: int = Field(64, ge=1, le=4096, description="side of the square images after the 148×148 center crop")
 
 
 class CelebAFaces(Dataset[tuple[Tensor, int]]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +16,16 @@ from revkit.data.base import DataInfo, DataParams, DataSource, Split
 from revkit.data.memory import InMemoryDataset
 from revkit.data.torchvision_sources import check_split
 from revkit.errors import DataError
+from revkit.limits import SEED
 
 
 class ImageFolderParams(DataParams):
     size: int = Field(
-        64, ge=1, description="side of the square images (shorter side resized, then center-cropped)"
+        64, ge=1, le=4096, description="side of the square images (shorter side resized, then center-cropped)"
     )
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of the images held out as the test "
                                  "split when the folder has no train/ and test/ subfolders")
-    seed: int = Field(0, description="seed of the train/test assignment")
+    seed: int = SEED.field(0, "seed of the train/test assignment")
 
 
 def _visible(path: Path) -> bool:
@@ -43,7 +46,8 @@ def load_rgb(path: Path, size: int) -> Tensor:
                 left, top = (nw - size) // 2, (nh - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             array = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+            Image.DecompressionBombError) as exc:  # PIL's decoders raise SyntaxError for a broken PNG chunk
         raise DataError(f"image_folder: {path} is not a readable image ({exc}); remove it from the "
                         "folder (files whose names start with '.' are ignored)") from exc
     return torch.from_numpy(array.copy()).permute(2, 0, 1)

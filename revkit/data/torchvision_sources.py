@@ -65,10 +65,20 @@ class TorchvisionImages(DataSource):
         """``uint8 [N, C, H, W]`` images and ``int64 [N]`` labels of a torchvision dataset."""
         raise NotImplementedError
 
+    def split_files(self, train: bool) -> list[str]:
+        """The files (relative to ``root``) a split is read from, named when they do not match."""
+        return self.expected_files()
+
     def dataset(self, split: Split) -> InMemoryDataset:
         check_split(self.name, split)
         if split not in self._cache:
             images, labels = self._tensors(self._open(split == "train"))
+            if len(images) != len(labels):
+                files = self.split_files(split == "train")
+                raise DataError(
+                    f"{self.name}: the {split} split's files do not match: {' and '.join(str(self.root / f) for f in files)} "
+                    f"hold {len(images):,} images and {len(labels):,} labels; each image needs one label (replace "
+                    "the damaged file, or delete both so they are fetched again)")
             self._cache[split] = InMemoryDataset(images, labels)
         return self._cache[split]
 
@@ -88,6 +98,10 @@ class _IdxImages(TorchvisionImages):
         names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
         return [f"{folder}/{n}" for n in names]
+
+    def split_files(self, train: bool) -> list[str]:
+        files = self.expected_files()
+        return files[:2] if train else files[2:]
 
     def _tensors(self, ds: Any) -> tuple[Tensor, Tensor]:
         return ds.data.unsqueeze(1).contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)

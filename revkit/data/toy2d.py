@@ -14,6 +14,7 @@ from revkit.data.base import DataInfo, DataParams, DataSource, Split
 from revkit.data.memory import InMemoryDataset
 from revkit.data.torchvision_sources import check_split
 from revkit.errors import DataError
+from revkit.limits import MAX_GENERATED_POINTS, SEED, check_memory
 
 ToyName = Literal["moons", "circles", "checkerboard", "8gaussians"]
 TOY_NAMES: tuple[str, ...] = ("moons", "circles", "checkerboard", "8gaussians")
@@ -21,10 +22,10 @@ TOY_NAMES: tuple[str, ...] = ("moons", "circles", "checkerboard", "8gaussians")
 
 class Toy2dParams(DataParams):
     name: ToyName = Field("moons", description="which generator")
-    n_train: int = Field(10000, ge=1, description="number of training points")
-    n_test: int = Field(2000, ge=1, description="number of test points")
+    n_train: int = Field(10000, ge=1, le=MAX_GENERATED_POINTS, description="number of training points")
+    n_test: int = Field(2000, ge=1, le=MAX_GENERATED_POINTS, description="number of test points")
     noise: float = Field(0.05, ge=0.0, description="std of the Gaussian noise added to every point")
-    seed: int = Field(0, description="seed of the generator (train and test points differ)")
+    seed: int = SEED.field(0, "seed of the generator (train and test points differ)")
 
 
 def moons(n: int, g: torch.Generator) -> Tensor:
@@ -96,6 +97,9 @@ class Toy2d(DataSource):
         self._cache: dict[str, InMemoryDataset] = {}
 
     def _generate(self) -> None:
+        # the points, their noise, a permutation and labels: about 6 numbers of 4–8 bytes per point
+        check_memory(48.0 * (self.n_train + self.n_test), "data.n_train, data.n_test",
+                     f"generating {self.n_train:,} + {self.n_test:,} toy2d points")
         g = torch.Generator().manual_seed(self.seed)
         for split, n in (("train", self.n_train), ("test", self.n_test)):
             x = GENERATORS[self.generator_name](n, g)

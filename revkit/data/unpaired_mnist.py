@@ -28,13 +28,14 @@ from torch.utils.data import Dataset
 from revkit.data.base import DataInfo, DataSource, Split
 from revkit.data.memory import InMemoryDataset
 from revkit.data.torchvision_sources import DownloadParams, Mnist
+from revkit.limits import SEED
 
 Transform = Literal["invert", "rotate90", "thicken"]
 
 
 class UnpairedMnistParams(DownloadParams):
     transform: Transform = Field("invert", description="what makes domain B: 'invert', 'rotate90' or 'thicken'")
-    seed: int = Field(0, ge=0, description="seed of the split into halves and of the B order")
+    seed: int = SEED.field(0, "seed of the split into halves and of the B order")
 
 
 def transform_images(images: Tensor, transform: str) -> Tensor:

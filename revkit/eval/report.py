@@ -60,7 +60,7 @@ from revkit.eval.prior_components import active_dims_per_class, component_means,
 from revkit.eval.prior_stds import write_prior_stds
 from revkit.eval.reconstruction import reconstruct, write_reconstructions
 from revkit.eval.restricted import restricted_reconstructions, write_restricted_reconstructions
-from revkit.eval.samples import class_count, draw_samples, is_2d, write_samples
+from revkit.eval.samples import check_sample_memory, class_count, draw_samples, is_2d, write_samples
 from revkit.eval.score_samples import draw_score_samples
 from revkit.model import Model
 from revkit.objectives.base import Objective
@@ -97,6 +97,25 @@ def chosen_pictures(settings: EvalSpec, flow: Model) -> tuple[list[str], bool]:
     return ["samples", "reconstructions"] + (CONDITIONAL_PICTURES if class_count(flow) else []), False
 
 
+def output_files(settings: EvalSpec, flow: Model) -> list[str]:
+    """The pictures the final evaluation writes into the run folder (checked before training starts;
+    the run layer adds the files it writes itself)."""
+    names, _ = chosen_pictures(settings, flow)
+    if is_2d(flow):
+        pictures = ["samples.png"] * ("samples" in names) + ["density.png"]
+    else:
+        pictures = [f"{name}.png" for name in names]
+    return [*pictures, "training_curve.png"]
+
+
+def check_before_training(settings: EvalSpec, flow: Model) -> None:
+    """What the final evaluation will allocate, checked before training starts (not after it)."""
+    names, _ = chosen_pictures(settings, flow)
+    n = int(setting(settings, "samples"))
+    if "samples" in names and n > 0:
+        check_sample_memory(flow, n, "eval.samples")
+
+
 def _first_batch(loader: Iterable[Any], device: torch.device) -> tuple[Tensor, Tensor]:
     batch = next(iter(loader))
     x, y = to_device(batch, device)[:2]
@@ -120,6 +139,7 @@ def _stderr(text: str) -> None:
 
 def write_class_samples(flow: Model, path: Path, n: int, temperature: float) -> Path:
     """Class-conditional samples as a labelled row per class (``⌈n / classes⌉`` per row)."""
+    check_sample_memory(flow, n, "eval.samples")
     images, per_row = draw_samples(flow, n, temperature)
     rows = list(images.split(per_row))
     return write_labelled_rows(rows, [f"class {k}" for k in range(len(rows))], path,
@@ -150,7 +170,7 @@ class _Pictures:
         if class_count(self.flow):
             write_class_samples(self.flow, path, n, temperature)
         else:
-            write_samples(self.flow, path, n, temperature)
+            write_samples(self.flow, path, n, temperature, where="eval.samples")
         return ""
 
     def _reconstructions(self, path: Path) -> str:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 
 class ClassifierParams(ObjectiveParams):
-    head_hidden: int = Field(0, ge=0, description="hidden units of the head (0: a linear head)")
+    head_hidden: int = Field(0, ge=0, le=65_536, description="hidden units of the head (0: a linear head)")
     nll_weight: float = Field(0.0, ge=0.0, description="weight λ of bits/dim in a hybrid loss (0: none)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
 

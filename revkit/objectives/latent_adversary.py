@@ -48,11 +48,11 @@ MODEL, CRITIC = "model", "critic"
 
 class LatentAdversaryParams(ObjectiveParams):
     phase1_steps: int = Field(1000, ge=0, description="steps of reconstruction-only training before the critic")
-    critic_hidden: int = Field(512, ge=1, description="width of the critic's two hidden layers")
+    critic_hidden: int = Field(512, ge=1, le=65_536, description="width of the critic's two hidden layers")
     critic_lr: float = Field(1e-4, gt=0.0, description="the critic's Adam learning rate")
     critic_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="the critic's Adam beta1")
     critic_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="the critic's Adam beta2")
-    critic_steps: int = Field(1, ge=1, description="critic updates before each network update in phase 2")
+    critic_steps: int = Field(1, ge=1, le=1000, description="critic updates before each network update in phase 2")
     adversary_weight: float = Field(1.0, ge=0.0, description="weight of the critic term for the network")
     reconstruction_weight: float = Field(1.0, ge=0.0, description="weight of the clamp-then-invert L1 "
                                          "reconstruction in phase 2 (phase 1 uses it alone, unweighted)")

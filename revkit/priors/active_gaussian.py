@@ -13,9 +13,9 @@ from revkit.priors.gaussian import LOG_2PI, check_latent_shape
 
 
 class ActiveGaussianParams(PriorParams):
-    k: int = Field(64, ge=1, description="number of active latent dimensions (std 1); the rest have std 0")
+    k: int = Field(64, ge=1, le=1_000_000, description="number of active latent dimensions (std 1); the rest have std 0")
     init_samples: int = Field(
-        2000, ge=2, description="untrained-network encodings used to choose the k dimensions that vary most"
+        2000, ge=2, le=1_000_000, description="untrained-network encodings used to choose the k dimensions that vary most"
     )
 
 

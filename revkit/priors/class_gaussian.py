@@ -21,7 +21,7 @@ MAX_FIT_SAMPLES = 1_000_000
 
 class ClassGaussianParams(PriorParams):
     classes: int | None = Field(
-        None, ge=1, description="number of classes; left out, the builder fills it from the data"
+        None, ge=1, le=100_000, description="number of classes; left out, the builder fills it from the data"
     )
     param: Literal["log_std", "std"] = Field(
         "log_std",
@@ -33,7 +33,7 @@ class ClassGaussianParams(PriorParams):
         description="'none': every class starts as N(0, I); 'data': means and stds from the untrained "
         "network's per-class encodings",
     )
-    init_samples: int = Field(2000, ge=2, description="training encodings used by init = 'data'")
+    init_samples: int = Field(2000, ge=2, le=1_000_000, description="training encodings used by init = 'data'")
     active_threshold: float = Field(
         1e-3, ge=0.0, description="a dimension is active for a class while its std exceeds this"
     )

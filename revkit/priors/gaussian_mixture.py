@@ -13,7 +13,7 @@ from revkit.priors.gaussian import check_latent_shape, diag_normal_log_prob
 
 
 class GaussianMixtureParams(PriorParams):
-    components: int = Field(10, ge=1, description="number of mixture components K")
+    components: int = Field(10, ge=1, le=10_000, description="number of mixture components K")
 
 
 class GaussianMixture(Prior):

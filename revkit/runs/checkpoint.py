@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 import torch
 
 from revkit.errors import CheckpointError
+from revkit.paths import read_pointer
+from revkit.pickles import refused_objects
 from revkit.runtime.files import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
@@ -90,12 +93,24 @@ def save_checkpoint(folder: Path, state: dict[str, Any], keep: int = KEEP_LAST) 
     path = folder / checkpoint_name(state["step"])
     for stale in folder.glob(".*.tmp"):  # left by a process killed while saving
         stale.unlink(missing_ok=True)
-    atomic_write(path, lambda f: torch.save(state, f))
-    atomic_write(folder / LATEST, lambda f: f.write((path.name + "\n").encode()))
+    previous = list_checkpoints(folder)
+    try:
+        atomic_write(path, lambda f: torch.save(state, f))
+        atomic_write(folder / LATEST, lambda f: f.write((path.name + "\n").encode()))
+    except OSError as exc:  # a full disk, a folder made read-only while training
+        raise CheckpointError(f"{path}: cannot be written ({exc.strerror or exc}); {_kept(previous, folder)}") from exc
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         if old != path:
             old.unlink(missing_ok=True)
     return path
+
+
+def _kept(previous: list[Path], folder: Path) -> str:
+    """What a failed save left intact, for its message."""
+    if not previous:
+        return "no checkpoint of this run was saved before, so there is none to resume from"
+    return (f"the last checkpoint, {previous[-1]}, is intact and {folder / LATEST} still names it; free space "
+            "and continue with --resume")
 
 
 def latest_checkpoint(folder: Path) -> Path:
@@ -108,7 +123,7 @@ def latest_checkpoint(folder: Path) -> Path:
     pointer = folder / LATEST
     if not pointer.exists():
         raise CheckpointError(f"{pointer}: no checkpoint to resume from (the run saved none yet)")
-    name = pointer.read_text(encoding="utf-8").strip()
+    name = read_pointer(pointer, CheckpointError)
     if not _NAME.match(name):
         raise CheckpointError(f"{pointer}: names {name!r}, which is not a checkpoint file (step-NNNNNN.pt)")
     path = folder / name
@@ -130,7 +145,10 @@ def _reason(exc: BaseException) -> str:
     detail = _UNPICKLER.search(text)
     if detail:
         return detail.group(1).strip().rstrip(".")
-    return text.splitlines()[0].strip() if text else type(exc).__name__
+    # torch's advice to load without weights_only is never passed on: that load would run code
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line
+             and "Weights only load failed" not in line and "torch.load" not in line]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _is_refused_object(exc: BaseException) -> bool:
@@ -155,13 +173,17 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: is empty, so the file is truncated or corrupt; expected {EXPECTED}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: not one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip, pickle and EOF errors all mean the same to the user
-        if _is_refused_object(exc):
+        objects = refused_objects(path)
+        if objects or _is_refused_object(exc):
+            named = ", ".join(objects[:3]) or _reason(exc)
             raise CheckpointError(
-                f"{path}: refused: it holds pickled objects other than tensors and plain data "
-                f"({_reason(exc)}), which revkit never loads (torch.load with weights_only=True runs no "
-                f"code from a file); expected {EXPECTED}") from exc
+                f"{path}: refused, because loading it would run code: its pickle imports or calls {named}, "
+                f"and revkit loads tensors and plain data only (nothing in the file was run); "
+                f"expected {EXPECTED}") from exc
         raise CheckpointError(f"{path}: cannot be read, the file is truncated or corrupt ({_reason(exc)}); "
                               f"expected {EXPECTED}") from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):

@@ -91,7 +91,9 @@ def read_row(run_dir: str | Path) -> Row:
         spec = tomllib.loads(folder.spec_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RevkitError(f"{folder.path}: no {folder.spec_file.name} (the spec as run); is it a run folder?") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise RevkitError(f"{folder.spec_file}: cannot be read: byte {exc.start} is not UTF-8 (the spec as run)") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RevkitError(f"{folder.spec_file}: cannot be read ({exc})") from exc
     metrics = folder.read_metrics()
     if metrics is None:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from revkit.errors import RevkitError
+from revkit.paths import check_writable_files, check_writable_folder
 from revkit.runs.checkpoint import KEEP_LAST, latest_checkpoint, load_checkpoint, save_checkpoint
 from revkit.runtime.files import atomic_write
 from revkit.spec import Spec
@@ -71,7 +73,7 @@ class RunFolder:
 
     def pictures(self) -> list[Path]:
         """The PNGs in the folder (the final evaluation's and ``revkit sample``'s), by name."""
-        return sorted(self.path.glob("*.png")) if self.path.is_dir() else []
+        return sorted(p for p in self.path.glob("*.png") if p.is_file()) if self.path.is_dir() else []
 
     def picture(self, name: str) -> Path:
         """The path of picture ``name`` (``"samples"`` → ``samples.png``)."""
@@ -125,13 +127,30 @@ class RunFolder:
         return data
 
     # -- where a run goes --------------------------------------------------------------------
-    def prepare(self, resume: bool) -> RunFolder:
-        """Create the folder of a fresh run, or check the folder of a resumed one.
+    def prepare(self, resume: bool, pictures: Sequence[str] = ()) -> RunFolder:
+        """Create the folder of a fresh run, or check the folder of a resumed one; then check, before
+        training starts, that the run can write its files (:meth:`check_writable`), so a folder that
+        cannot hold checkpoints is found now, not at the first save.
+
+        Args:
+            pictures: the names of the files the final evaluation will write into the folder.
 
         Raises:
             RevkitError: a fresh run whose folder exists and is not empty; a resumed run whose
-                folder or checkpoints are missing.
+                folder or checkpoints are missing; a file of the run that cannot be written (the
+                folders a fresh run created are removed again).
         """
+        created = _first_missing(self.path)  # what a fresh run creates, removed again on a later error
+        self._create(resume)
+        try:
+            self.check_writable(resume, pictures)
+        except RevkitError:
+            if created is not None:
+                _remove_empty_folders(self.path, created)
+            raise
+        return self
+
+    def _create(self, resume: bool) -> None:
         path = self.path
         if resume:
             if not path.is_dir():
@@ -139,7 +158,7 @@ class RunFolder:
                 raise RevkitError(f"--resume: run folder {path} {what}")
             if not self.checkpoint_dir.is_dir():
                 raise RevkitError(f"--resume: {path} has no {CHECKPOINT_DIR}/ folder, so there is nothing to resume")
-            return self
+            return
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RevkitError(
                 f"run folder {path} already exists and is not empty; pass --resume to continue that run, "
@@ -150,7 +169,39 @@ class RunFolder:
         except OSError as exc:  # a file in the way, no permission, a read-only disk
             raise RevkitError(f"run folder {path} cannot be created ({exc.strerror or exc}); choose another "
                               "folder with --out DIR or output.dir") from exc
-        return self
+
+    def check_writable(self, resume: bool, pictures: Sequence[str] = ()) -> None:
+        """Refuse, before training starts, a run whose files cannot be written: something that is not
+        a writable file where the run writes a file (its own files and ``pictures``), or a folder
+        (``checkpoints/`` when resuming) that cannot hold a new file.
+
+        Raises:
+            RevkitError: naming the path and why it cannot be written.
+        """
+        names = [SPEC_FILE, METRICS_LOG, METRICS_FILE, REPORT_FILE, *pictures]
+        check_writable_files(self.path, list(dict.fromkeys(names)), "the run")
+        check_writable_folder(self.checkpoint_dir if resume else self.path, "the run folder")
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
+    missing = None
+    for path in [folder, *folder.parents]:
+        if path.exists() or path.is_symlink():
+            break
+        missing = path
+    return missing
+
+
+def _remove_empty_folders(folder: Path, outermost: Path) -> None:
+    """Remove ``folder`` and its parents up to ``outermost``, each only while it is empty."""
+    for path in [folder, *folder.parents]:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == outermost:
+            return
 
 
 def default_run_name(spec_path: Path, now: dt.datetime | None = None) -> str:

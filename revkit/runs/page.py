@@ -94,10 +94,16 @@ class RunView:
             raise RevkitError(f"no such run folder: {folder.path}")
         if not folder.spec_file.is_file():
             raise RevkitError(f"{folder.path} is not a run folder: it has no spec.toml")
+        try:
+            spec_text = folder.spec_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RevkitError(f"{folder.spec_file}: cannot be read: byte {exc.start} is not UTF-8 (the spec as run)") \
+                from None
+        except OSError as exc:
+            raise RevkitError(f"{folder.spec_file}: cannot be read ({exc.strerror or exc})") from None
         records = read_metrics(folder.metrics_log) if folder.metrics_log.is_file() else []
         pictures = {p.stem: p for p in folder.pictures() if p.stem != "training_curve"}
-        return cls(folder.path, folder.path.name, folder.spec_file.read_text(encoding="utf-8"),
-                   folder.read_metrics() or {}, records, pictures)
+        return cls(folder.path, folder.path.name, spec_text, folder.read_metrics() or {}, records, pictures)
 
     @property
     def main_metric(self) -> str | None:

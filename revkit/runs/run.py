@@ -25,7 +25,7 @@ from revkit.build import build
 from revkit.data.loaders import make_loaders
 from revkit.errors import CheckpointError
 from revkit.eval.likelihood import evaluate_split
-from revkit.eval.report import evaluate_run, evaluation_pictures, objective_histograms
+from revkit.eval.report import check_before_training, evaluate_run, evaluation_pictures, objective_histograms, output_files
 from revkit.loggers import LoggerGroup
 from revkit.model import Model
 from revkit.objectives.base import Objective
@@ -181,7 +181,10 @@ def _run(spec: Spec, spec_path: Path, out: str | Path | None, resume: bool, prog
     check_batch_size(spec.data.batch_size, dist.world)
     if spec.output.loggers:  # a logger whose package is missing: refused before the folder is made
         dist.on_main(LoggerGroup.check, list(spec.output.loggers), get_registries())
-    dist.on_main(folder.prepare, resume)  # after building: a spec or data error leaves no empty folder
+    check_before_training(spec.eval, built.model)  # the evaluation's pictures fit in memory: known now, not after training
+    # after building: a spec or data error leaves no empty folder; before training: a folder that cannot
+    # hold the run's files is found now, not at the first save
+    dist.on_main(folder.prepare, resume, output_files(spec.eval, built.model))
     loggers = open_loggers(spec, folder, dist, say)  # before training: a store that cannot be written stops here
     try:
         return _train_and_evaluate(spec, built, train_loader, test_loader, folder, resume, progress_stream, say,

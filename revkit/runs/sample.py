@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from revkit.errors import RevkitError
-from revkit.eval.samples import write_samples
+from revkit.eval.samples import check_sample_memory, write_samples
 from revkit.runs.load import load_run
 from revkit.runtime.seeding import seed_everything
 
@@ -28,11 +28,12 @@ def sample_run(run_dir: Path, n: int = 64, temperature: float = 1.0, out: Path |
     if out is not None:
         check_out(Path(out))
     run = load_run(run_dir, device)
+    check_sample_memory(run.model, n, "-n")  # before the output folder is created
     seed_everything(seed)
     path = out if out is not None else run.folder.picture(f"samples-step{run.step:06d}-T{temperature:g}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
-            return write_samples(run.model, path, n, temperature)
+            return write_samples(run.model, path, n, temperature, where="-n")
     except OSError as exc:
         raise RevkitError(f"{path}: cannot write the samples ({exc.strerror or exc})") from exc

@@ -8,6 +8,7 @@ import torch
 
 from revkit.errors import RevkitError
 from revkit.eval.labelled_grid import write_labelled_rows
+from revkit.eval.samples import check_grid_memory
 from revkit.runs.load import load_run
 from revkit.runs.sample import check_out
 from revkit.runtime.device import module_device
@@ -29,6 +30,8 @@ def translate_run(run_dir: Path, n: int = 16, out: Path | None = None, device: s
     if not all(callable(getattr(model, m, None)) for m in ("a_to_b", "b_to_a")):
         raise RevkitError(f"{run.folder.path}: its model ({run.spec.model.kind}) does not translate between domains; "
                           "translate needs a run of model.kind = 'aligned_flows'")
+    # before a test image is read: four rows of n images (both domains and their translations)
+    check_grid_memory(4 * n, model.input_shape, "-n", f"a picture of 4 rows of {n:,} images")
     seed_everything(seed)
     _, test, _ = run.loaders()
     x_a, x_b = _first(test, n)

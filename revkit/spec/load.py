@@ -17,9 +17,12 @@ from revkit.plugins.registry import Registries
 from revkit.spec.components import stage_component
 from revkit.spec.errors import Loc, table_keys, toml_type, translate
 from revkit.spec.models import COMPONENT_SECTIONS, LayerSpec, LoggerSpec, ModelSpec, Spec
+from revkit.spec.nesting import MAX_NESTING, parse_toml, value_depth
 from revkit.spec.overrides import apply_overrides
 from revkit.spec.values import check_values
 
+#: the UTF-8 byte-order mark, which TOML does not allow at the start of a document.
+_BOM = "\ufeff"
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _AT_END = re.compile(r"\s*\(at end of document\)\s*$")
 
@@ -42,8 +45,13 @@ def read_toml(path: str | PathLike[str]) -> dict[str, Any]:
         raise SpecError("", f"not UTF-8 text (byte {exc.start}); a spec is a TOML file", str(p)) from None
     except OSError as exc:
         raise SpecError("", f"cannot read the spec file: {exc.strerror or exc}", str(p)) from None
+    if text.startswith(_BOM):
+        raise SpecError("", "starts with a UTF-8 byte-order mark (bytes EF BB BF), which TOML does not allow; "
+                            "save the file as UTF-8 without BOM", f"{p}:1:1")
     try:
-        return tomllib.loads(text)
+        return parse_toml(text)
+    except SpecError as exc:  # nested too deeply
+        raise SpecError(exc.path, exc.message, str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         reason = str(exc)
         match = _AT.search(reason) or _AT_END.search(reason)
@@ -153,6 +161,10 @@ def load_spec_dict(
     """
     regs = registries if registries is not None else get_registries()
     try:
+        deepest = value_depth(data)
+        if deepest > MAX_NESTING:
+            raise SpecError("", f"arrays or tables nested {deepest} levels deep; at most {MAX_NESTING} are allowed "
+                                "(a spec nests a few levels)")
         if not isinstance(data, Mapping):
             raise SpecError("", f"a spec is a table of sections ([model], [data], …), got {toml_type(data)}")
         check_values(data)

@@ -15,8 +15,19 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, Strict, field_validator, model_validator
 
+from revkit.limits import MAX_BATCH, SAMPLES_OR_NONE, SEED, TEMPERATURE
+from revkit.paths import path_problem
 from revkit.spec.dump import dumps, spec_to_dict
 from revkit.spec.errors import FieldError
+
+
+def _check_path(value: str | None) -> str | None:
+    """A path field's value, or ValueError saying why it is not a usable path (see revkit.paths)."""
+    if value is not None:
+        problem = path_problem(value)
+        if problem:
+            raise ValueError(f"the path {problem}")
+    return value
 
 
 class Section(BaseModel):
@@ -116,8 +127,8 @@ class DataSpec(ComponentSpec):
         description="data folder (relative to the working directory); left out: $REVKIT_DATA, "
                     "else ~/.cache/revkit/data",
     )
-    batch_size: int = Field(64, ge=1, description="training batch size")
-    test_batch_size: int = Field(500, ge=1, description="evaluation batch size")
+    batch_size: int = Field(64, ge=1, le=MAX_BATCH, description="training batch size")
+    test_batch_size: int = Field(500, ge=1, le=MAX_BATCH, description="evaluation batch size")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes (0: load in the main process)")
     pad: int = Field(0, ge=0, le=1024, description="zero-pad images by this many pixels on each side")
     labels_per_class: int | None = Field(
@@ -156,6 +167,11 @@ class DataSpec(ComponentSpec):
                                                 "unlabelled ones, but labelled_only = true keeps no unlabelled "
                                                 "image; leave labelled_repeat out (or set labelled_only = false)")
         return self
+
+    @field_validator("root")
+    @classmethod
+    def _root_is_a_path(cls, value: str | None) -> str | None:
+        return _check_path(value)
 
 
 Dim = Annotated[int, Strict(), Field(ge=1)]
@@ -198,7 +214,7 @@ _DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 class TrainSpec(Section):
     """``[train]``: optimisation, schedule, logging and checkpoints."""
 
-    seed: int = Field(0, ge=0, description="random seed (initialisation, data order)")
+    seed: int = SEED.field(0, "random seed (initialisation, data order)")
     device: str = Field("auto", description="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)")
     steps: int = Field(2000, ge=1, description="optimizer steps (one step = every update in objective.update_order())")
     lr: float = Field(1e-3, gt=0.0, description="learning rate")
@@ -253,9 +269,9 @@ Score = Literal["mnist_classifier", "inception"]
 class EvalSpec(Section):
     """``[eval]``: the final (and periodic) evaluation: pictures and scores."""
 
-    samples: int = Field(64, ge=0, description="samples in the sample grid (0: none)")
-    temperature: float = Field(1.0, ge=0.0, description="scale of the prior's std when sampling")
-    reconstructions: int = Field(8, ge=0, description="test images in the reconstruction grid (0: none)")
+    samples: int = SAMPLES_OR_NONE.field(64, "samples in the sample grid (0: none)")
+    temperature: float = TEMPERATURE.field(1.0, "scale of the prior's std when sampling")
+    reconstructions: int = Field(8, ge=0, le=10_000, description="test images in the reconstruction grid (0: none)")
     test_batches: int = Field(0, ge=0, description="test batches to evaluate; 0: the whole test split")
     pictures: list[Picture] | None = Field(
         None,
@@ -287,6 +303,11 @@ class EvalSpec(Section):
         description="local file of torch-fidelity's Inception weights for the 'inception' score; left out: "
                     "the torch hub cache's checkpoints folder",
     )
+
+    @field_validator("inception_weights")
+    @classmethod
+    def _weights_is_a_path(cls, value: str | None) -> str | None:
+        return _check_path(value)
 
     @field_validator("pictures", "scores")
     @classmethod
@@ -331,6 +352,11 @@ class OutputSpec(Section):
         if repeated:
             raise ValueError(f"{', '.join(repr(n) for n in repeated)} listed more than once; list each logger once")
         return value
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_is_a_path(cls, value: str) -> str:
+        return _check_path(value) or value
 
     @field_validator("name")
     @classmethod

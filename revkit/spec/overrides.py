@@ -23,6 +23,7 @@ from revkit.plugins.registry import Registries
 from revkit.spec.components import component_name, params_model, registry_for
 from revkit.spec.errors import Loc, as_model, field_annotation, format_path, item_type, table_keys, toml_type
 from revkit.spec.models import ComponentSpec, ModelSpec, Spec
+from revkit.spec.nesting import MAX_NESTING, nesting_depth
 
 _SEGMENT = re.compile(r"^([A-Za-z0-9_-]+)((?:\[\d+\])*)$")
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -51,6 +52,9 @@ def parse_path(text: str) -> Loc:
 def parse_value(text: str) -> Any:
     """A TOML value (number, boolean, array, inline table, quoted string), else the bare string."""
     stripped = text.strip()
+    if nesting_depth(stripped) > MAX_NESTING:
+        raise SpecError("", f"--set: the value nests arrays or tables more than {MAX_NESTING} levels deep; "
+                            "a spec nests at most a few levels")
     try:
         value = tomllib.loads(f"v = {stripped}")["v"]
     except tomllib.TOMLDecodeError:
@@ -65,7 +69,11 @@ def parse_override(text: str) -> tuple[Loc, Any]:
     if "=" not in text:
         raise SpecError(text.strip(), f"--set {text.strip()}: expected PATH=VALUE, e.g. train.steps=10")
     path, _, raw = text.partition("=")
-    return parse_path(path), parse_value(raw)
+    loc = parse_path(path)
+    try:
+        return loc, parse_value(raw)
+    except SpecError as exc:
+        raise SpecError(path.strip(), exc.message.replace("--set:", f"--set {path.strip()}=…:", 1)) from None
 
 
 def _set(doc: dict[str, Any], loc: Loc, value: Any, text: str) -> None:

@@ -67,21 +67,23 @@ class MetricsLog:
         if self.path is None or not self.path.exists():
             self.records = [r for r in self.records if r.get("step", 0) <= step]
             return
-        kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= step]
+        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
         text = "".join(json.dumps(r) + "\n" for r in kept)
         atomic_write(self.path, lambda f: f.write(text.encode("utf-8")))  # a kill now loses no line
         self.records = kept
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file; a torn last line (from a crash) is skipped."""
+    """The records of a ``metrics.jsonl`` file: each line that is a JSON object with an integer
+    ``step``. Other lines (a torn last line from a crash, bytes that are not UTF-8, a value that is
+    not a record) are skipped, so a damaged file never stops a resume or an evaluation."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for raw in Path(path).read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
+            records.append(record)
     return records

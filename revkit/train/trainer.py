@@ -279,7 +279,8 @@ class Trainer:
             mine = {id(p) for pg in self.optimizers[group].param_groups for p in pg["params"]}
             named = [*self.model.named_parameters(prefix="flow"), *self.objective.named_parameters(prefix="objective")]
             bad = nonfinite_gradients((n, p) for n, p in named if id(p) in mine)
-            where = f"first non-finite gradients: {', '.join(bad) or '?'}"
+            where = f"first non-finite gradients: {', '.join(bad)}" if bad else _largest_gradient(
+                [(n, p) for n, p in named if id(p) in mine and p.grad is not None])
         else:
             where = first_nonfinite_output(self.model, self.objective, batch, group)
         if self.dist.enabled:
@@ -461,3 +462,14 @@ class Trainer:
             set_rng_state(state["rng"])
             if self.dist.rank > 0:  # saved by another number of processes: fresh draws for this rank
                 seed_everything(rank_seed(self.settings.seed + self.step, self.dist.rank))
+
+
+def _largest_gradient(named: list[tuple[str, Any]]) -> str:
+    """Where a gradient norm overflowed although every gradient entry is finite: the largest entry
+    (the data or the learning rate is far out of scale)."""
+    if not named:
+        return "no parameter has a gradient"
+    name, value = max(((n, float(p.grad.detach().abs().max())) for n, p in named if p.grad.numel()),
+                      key=lambda item: item[1], default=("?", 0.0))
+    return (f"every gradient entry is finite but their norm overflows (largest entry {value:.3g}, in {name}); "
+            "is the data far out of scale?")

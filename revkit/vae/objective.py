@@ -42,7 +42,7 @@ class ElboParams(ObjectiveParams):
                                                       "0: β = 1 throughout")
     iwae_samples: int = Field(500, ge=1, le=100_000, description="importance samples L per test image for "
                                                                 "−log p(x) (5000 in the literature)")
-    iwae_chunk: int = Field(10_000, ge=1, description="decoder rows (samples × images) per chunk of the "
+    iwae_chunk: int = Field(10_000, ge=1, le=1_000_000, description="decoder rows (samples × images) per chunk of the "
                                                       "importance-weighted evaluation; bounds its memory")
 
 
