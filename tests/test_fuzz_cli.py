@@ -526,6 +526,20 @@ def test_found_by_exploration_damaged_run_folders(name: str, content: bytes, com
         assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [3]
 
 
+def test_found_by_exploration_report_over_a_folder_changes_nothing(good_run: Path, fresh: Any) -> None:
+    """``report run`` where ``report.html`` is a folder (the exploratory run after the port onto the run layer):
+    the error was right, but the atomic write had created and removed a temporary file in the run folder
+    first, changing it; the folder is now refused before anything is written."""
+    work = fresh()
+    run = work / "run"
+    shutil.copytree(good_run, run)
+    (run / "report.html").unlink(missing_ok=True)
+    (run / "report.html").mkdir()
+    outcome = run_cli(["report", "run"], work)
+    check_outcome(outcome, QUICK_S, [])
+    assert outcome.code == 2 and "report.html" in outcome.err
+
+
 def test_found_by_exploration_sample_out_without_png_suffix(good_run: Path, fresh: Any) -> None:
     """``sample --out missing`` writes the PNG ``missing`` (the fuzzer's may_write had to allow it),
     and ``--out .`` is refused as a folder (the fuzzer's own helper failed on it)."""

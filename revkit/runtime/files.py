@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -13,9 +14,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, fsync it and rename it to ``path``.
 
     A crash or an exception while writing leaves ``path`` as it was and no temporary file behind
-    (a process killed mid-write leaves at most a ``.NAME.….tmp`` file).
+    (a process killed mid-write leaves at most a ``.NAME.….tmp`` file); a ``path`` that is a folder is
+    refused (``IsADirectoryError``) before anything is written.
     """
     path = Path(path)
+    if path.is_dir():  # refused before anything is created: a temporary file would change the folder
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
