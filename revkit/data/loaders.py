@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from revkit.data.augment import ShiftedDataset, check_shift
 from revkit.data.base import DataInfo, DataSource
 from revkit.data.semisupervised import semi_supervised
 from revkit.errors import DataError
@@ -71,7 +72,9 @@ def make_loaders(
     Reads ``data_spec.batch_size``, ``test_batch_size``, ``num_workers`` and ``pad``. The train
     loader shuffles with a generator seeded by ``seed`` and drops the last incomplete batch (so
     every step sees ``batch_size`` samples); the test loader keeps the order and every sample.
-    Images are zero-padded by ``pad`` pixels on each side; ``info`` is the padded shape's.
+    Images are zero-padded by ``pad`` pixels on each side; ``info`` is the padded shape's. With
+    ``data_spec.shift = k`` (optional) each training image is then translated at random by up to ``k``
+    pixels (:mod:`revkit.data.augment`); the test split is never augmented.
 
     With ``data_spec.labels_per_class = n`` (optional, like ``labels_seed``, ``labelled_only`` and
     ``labelled_repeat``) the training split keeps the labels of ``n`` images per class and marks the
@@ -98,6 +101,10 @@ def make_loaders(
                         "data.labels_per_class; set labels_per_class (e.g. 100) or leave them out")
     if pad:
         train, test = PaddedDataset(train, pad), PaddedDataset(test, pad)
+    shift = int(getattr(data_spec, "shift", 0))
+    check_shift(shift, info.shape, info.name)
+    if shift:
+        train = ShiftedDataset(train, shift)
     n_train = len(train)  # type: ignore[arg-type]
     if n_train < batch_size:
         only = " labelled (data.labelled_only)" if getattr(data_spec, "labelled_only", False) else ""

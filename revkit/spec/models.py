@@ -131,6 +131,11 @@ class DataSpec(ComponentSpec):
     test_batch_size: int = Field(500, ge=1, le=MAX_BATCH, description="evaluation batch size")
     num_workers: int = Field(0, ge=0, description="data-loader worker processes (0: load in the main process)")
     pad: int = Field(0, ge=0, le=1024, description="zero-pad images by this many pixels on each side")
+    shift: int = Field(
+        0, ge=0, le=1024,
+        description="augmentation: translate each training image by a random whole number of pixels in "
+                    "[-shift, shift] along each axis, zero-filled (after pad; the test split is not shifted)",
+    )
     labels_per_class: int | None = Field(
         None, ge=1, le=1_000_000,
         description="semi-supervised data: keep the labels of only this many training images per class (a "
