@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,14 @@ from mnist_paths import DATA_ROOT, needs_mnist
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, *args: str) -> str:
+def run_bench_process(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "REVKIT_DATA": str(DATA_ROOT)}
-    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
+
+
+def run_bench(script: str, *args: str) -> str:
+    done = run_bench_process(script, *args)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -56,6 +61,14 @@ def test_hybrid_bench_prints_accuracy_and_bits_per_dim_per_weight(tmp_path: Path
     assert rows["0"][2] == "—"  # λ = 0: a plain classifier, no bits/dim
     assert 0 <= float(rows["0.5"][1]) <= 1 and float(rows["0.5"][2]) > 0
     assert (tmp_path / "nll_weight-0.5" / "metrics.json").is_file()
+    # --reuse reads a folder of the same spec and trains again where the spec differs
+    again = run_bench("iresnet_hybrid.py", "--steps", "2", "--small", "--weights", "0.5", "--out", str(tmp_path),
+                      "--reuse", "--markdown")
+    assert f"reusing {tmp_path / 'nll_weight-0.5'}" in again and rows["0.5"][1] in again
+    changed = run_bench_process("iresnet_hybrid.py", "--steps", "3", "--small", "--weights", "0", "--out",
+                                str(tmp_path), "--reuse")
+    assert changed.returncode != 0 and "holds a run of another spec" in changed.stderr
+    assert json.loads((tmp_path / "nll_weight-0" / "metrics.json").read_text())["steps"] == 2  # left as it was
 
 
 @needs_mnist
@@ -100,3 +113,10 @@ def test_gan_comparison_trains_the_three_specs_and_prints_one_row_each(tmp_path:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) > 0 and cells[8] == "2"  # test bits/dim exists; 2 steps
         assert (tmp_path / spec / "samples.png").exists()
+
+
+def test_activations_bench_prints_torch_against_revkit_elu() -> None:
+    out = run_bench("activations.py", "--shape", "2", "3", "4", "4", "--specs", "--repeats", "2")
+    rows = [line for line in out.splitlines() if line.startswith("ELU")]
+    assert len(rows) == 2 and all(float(row.split()[-1]) < 1e-6 for row in rows)  # the two ELUs agree
+    assert "speed-up" in out

@@ -5,7 +5,7 @@ r"""Invertible residual block (i-ResNet, Behrmann et al., 2019; Residual Flows, 
 with each :math:`W_i` spectrally normalised to operator norm :math:`≤ c < 1`
 (:mod:`revkit.blocks.spectral`; for images the convolutions ``3×3 → 1×1 → 3×3`` with ``hidden``
 channels inside, normalised as the linear maps they compute) and a 1-Lipschitz activation
-:math:`φ` (ELU or LipSwish :math:`x\,σ(βx)/1.1`). Then :math:`\mathrm{Lip}(g) ≤ c^3 < 1`, so
+:math:`φ` (ELU, :mod:`revkit.blocks.activations`, or LipSwish :math:`x\,σ(βx)/1.1`). Then :math:`\mathrm{Lip}(g) ≤ c^3 < 1`, so
 :math:`F` is invertible and
 
 * the **inverse** is the fixed point of :math:`x ← y - g(x)`, a contraction: starting from
@@ -52,6 +52,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from revkit.blocks.actnorm import ActNorm
+from revkit.blocks.activations import ELU
 from revkit.blocks.fixed_point import FixedPointStats, SolverKind, solve_fixed_point
 from revkit.blocks.logdet_estimators import (
     ProbeKind,
@@ -173,7 +174,7 @@ class IResNet(Invertible):
         self.n_probes, self.neumann_gradient, self.roulette_p = int(n_probes), bool(neumann_gradient), float(roulette_p)
         self.jacobian_penalty, self.jacobian_penalty_samples = float(jacobian_penalty), int(jacobian_penalty_samples)
         self.layers = nn.ModuleList(_residual_layers(self.input_shape, self.hidden, self.coeff, n_power_iterations))
-        self.acts = nn.ModuleList(LipSwish() if activation == "lipswish" else nn.ELU() for _ in range(2))
+        self.acts = nn.ModuleList(LipSwish() if activation == "lipswish" else ELU() for _ in range(2))
         self.norm = ActNorm(self.input_shape) if actnorm else None
         #: what the last inverse did (None before the first).
         self.last_inverse: FixedPointStats | None = None
