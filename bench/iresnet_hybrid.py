@@ -7,6 +7,8 @@ al., 2019)::
     python bench/iresnet_hybrid.py                          # λ = 0, 0.01, 0.1, 1: four runs of up to 18 minutes
     python bench/iresnet_hybrid.py --weights 0.1 1 --markdown
     python bench/iresnet_hybrid.py --steps 2 --small         # a smoke run: seconds, figures meaningless
+    python bench/iresnet_hybrid.py --weights 0 0.1 &  python bench/iresnet_hybrid.py --weights 0.01 1 &  wait
+    python bench/iresnet_hybrid.py --reuse                  # the four runs above in one table, none retrained
 
 The loss of each run is ``cross-entropy + λ · bits/dim``; with λ = 0 it is the plain classifier, which estimates no
 log-det and so reports no bits/dim (—). Columns: λ, test accuracy, test bits/dim (dequantized, the model's exact
@@ -41,10 +43,23 @@ COLUMNS = (("test accuracy", "test_accuracy"), ("test bits/dim", "test_bits_per_
            ("train s", "train_seconds"))
 
 
-def run_one(name: str, overrides: list[str], out: Path) -> dict[str, object]:
-    """Train and evaluate the bundled spec ``name`` with ``overrides`` in the run folder ``out``; its metrics."""
+def run_one(name: str, overrides: list[str], out: Path, reuse: bool = False) -> dict[str, object]:
+    """Train and evaluate the bundled spec ``name`` with ``overrides`` in the run folder ``out``; its metrics.
+
+    With ``reuse``, a folder that already holds ``metrics.json`` of a run of the same spec (the same validated
+    spec, overrides applied) is read instead of trained again, so the runs of one table can be trained by
+    separate commands (on separate cores) and the table printed by a last one; a folder of another spec
+    is an error, never overwritten."""
     path = resolve_spec(name)
-    outcome = run_spec(load_spec(path, overrides), path, out=out)
+    spec = load_spec(path, overrides)
+    metrics_file, spec_file = out / "metrics.json", out / "spec.toml"
+    if reuse and metrics_file.is_file() and spec_file.is_file():
+        if load_spec(spec_file).model_dump() == spec.model_dump():
+            print(f"reusing {out} (the same spec, already run)", flush=True)
+            return json.loads(metrics_file.read_text())
+        raise SystemExit(f"--reuse: {out} holds a run of another spec (its spec.toml differs from this run's); "
+                         "remove that folder or choose another --out")
+    outcome = run_spec(spec, path, out=out)
     return json.loads((outcome.run_dir / "metrics.json").read_text())
 
 
@@ -64,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                         help="a spec override for every run (repeatable)")
     parser.add_argument("--small", action="store_true", help="a tiny network and evaluation, for smoke tests")
+    parser.add_argument("--reuse", action="store_true", help="read a run folder that already holds metrics.json of "
+                        "the same spec instead of training it again")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     if any(w < 0 for w in args.weights):
@@ -72,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
               *(SMALL if args.small else ()), *args.overrides]
     rows = []
     for weight in args.weights:
-        metrics = run_one(SPEC, [*common, f"objective.nll_weight={weight!r}"], Path(args.out) / f"nll_weight-{weight:g}")
+        metrics = run_one(SPEC, [*common, f"objective.nll_weight={weight!r}"], Path(args.out) / f"nll_weight-{weight:g}",
+                          reuse=args.reuse)
         rows.append([f"{weight:g}", *(fmt(metrics.get(key)) for _, key in COLUMNS[:2]), fmt(inverse_error(metrics)),
                      *(fmt(metrics.get(key)) for _, key in COLUMNS[2:])])
     header = ["nll_weight λ", COLUMNS[0][0], COLUMNS[1][0], "inverse max error", *(h for h, _ in COLUMNS[2:])]

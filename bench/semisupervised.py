@@ -12,6 +12,9 @@ their test accuracy on the full test split in one table::
     python bench/semisupervised.py                          # 100 labels per class, 2000 steps: up to 2 × 18 minutes
     python bench/semisupervised.py --labels-per-class 10 --markdown
     python bench/semisupervised.py --steps 2 --small        # a smoke run: seconds, figures meaningless
+    python bench/semisupervised.py --only mnist_iresnet_supervised100 &  \
+        python bench/semisupervised.py --only mnist_iresnet_semisupervised &  wait
+    python bench/semisupervised.py --reuse                  # both runs above in one table, none retrained
 
 Run folders go to ``--out`` (default ``runs/semisupervised``); ``--set`` overrides go to both runs. ``--small``
 shrinks the network and the evaluation (one block per stage, batch 16, one test batch of 50) for a smoke test.
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                         help="a spec override for both runs (repeatable)")
     parser.add_argument("--small", action="store_true", help="a tiny network and evaluation, for smoke tests")
+    parser.add_argument("--only", choices=[name for _, name in RUNS], help="train and report only this run")
+    parser.add_argument("--reuse", action="store_true", help="read a run folder that already holds metrics.json of "
+                        "the same spec instead of training it again")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     if args.labels_per_class < 1:
@@ -53,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
               f"data.labels_per_class={args.labels_per_class}", *(SMALL if args.small else ()), *args.overrides]
     rows = []
     for label, name in RUNS:
-        metrics = run_one(name, common, Path(args.out) / name)
+        if args.only not in (None, name):
+            continue
+        metrics = run_one(name, common, Path(args.out) / name, reuse=args.reuse)
         rows.append([label, name, *(fmt(metrics.get(key)) for _, key in COLUMNS)])
     small = " (--small: a smoke run)" if args.small else ""
     print(f"{args.labels_per_class} labels per class ({10 * args.labels_per_class} labelled MNIST images), "
