@@ -156,7 +156,7 @@ def test_the_inverse_report_counts_unconverged_inversions() -> None:
     assert not math.isnan(report["max_error"]) and report["max_error"] > 1e-6
 
 
-def test_the_classifier_spec_builds_a_flow_with_a_linear_head() -> None:
+def test_the_classifier_spec_builds_an_invertible_flow_with_an_mlp_head() -> None:
     from pathlib import Path
 
     from revkit.build import build_model, build_objective
@@ -167,6 +167,7 @@ def test_the_classifier_spec_builds_a_flow_with_a_linear_head() -> None:
     flow = build_model(spec, info)
     objective = build_objective(spec, flow, info)
     assert isinstance(objective, Classifier)
-    assert isinstance(flow.net[-1], Flatten) and len(iterative_blocks(flow)) == 8
+    assert isinstance(flow.net[-1], Flatten) and len(iterative_blocks(flow)) == 12
+    assert objective.head_hidden == 256 and spec.data.shift == 2  # the measured setting (docs/iresnet_classifier.md)
     logits = objective.logits(flow.eval(), torch.rand(2, 1, 28, 28))
     assert logits.shape == (2, 10)
