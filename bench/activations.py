@@ -25,13 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Timing, machine, table, time_calls  # noqa: E402
-from throughput import synthetic_loader  # noqa: E402
+from throughput import synthetic_trainer  # noqa: E402
 
 from revkit.blocks.activations import ELU  # noqa: E402
-from revkit.build import build  # noqa: E402
-from revkit.spec import load_spec  # noqa: E402
-from revkit.spec.bundled import resolve_spec  # noqa: E402
-from revkit.train.trainer import Trainer  # noqa: E402
 
 
 def activation_rows(shape: list[int], repeats: int) -> list[list[object]]:
@@ -64,13 +60,7 @@ def swap(model: nn.Module, to_torch: bool) -> None:
 
 
 def step_row(spec_name: str, batch: int, repeats: int) -> list[object]:
-    spec = load_spec(resolve_spec(spec_name), overrides=[f"data.batch_size={batch}", "train.compile=false",
-                                                          "train.device=cpu"])
-    torch.manual_seed(0)
-    built = build(spec)
-    loader = synthetic_loader(built.info, batch, batches=2)
-    trainer = Trainer(built.model, built.objective, loader, spec.train)
-    trainer.initialize()
+    trainer, loader = synthetic_trainer(spec_name, batch, ["train.compile=false", "train.device=cpu"], batches=2)
     initial = copy.deepcopy(trainer.state_dict())
     data = list(next(iter(loader)))
     timings: dict[bool, Timing] = {}

@@ -27,24 +27,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Timing, dump, machine, table, time_calls  # noqa: E402
-from throughput import synthetic_loader  # noqa: E402
+from throughput import synthetic_trainer  # noqa: E402
 
-from revkit.build import build  # noqa: E402
-from revkit.spec import load_spec  # noqa: E402
-from revkit.spec.bundled import resolve_spec  # noqa: E402
 from revkit.train.compiled import compile_model  # noqa: E402
-from revkit.train.trainer import Trainer  # noqa: E402
 
 
 def measure(spec_name: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
     """Eager and compiled step times (seconds) of one spec at one batch size, and the compile time."""
-    spec = load_spec(resolve_spec(spec_name), overrides=[f"data.batch_size={batch}", "train.compile=false",
-                                                          f"train.device={args.device}"])
-    torch.manual_seed(0)
-    built = build(spec)
-    loader = synthetic_loader(built.info, batch, batches=2)
-    trainer = Trainer(built.model, built.objective, loader, spec.train)
-    trainer.initialize()
+    trainer, loader = synthetic_trainer(spec_name, batch, ["train.compile=false", f"train.device={args.device}"],
+                                        batches=2)
     initial = copy.deepcopy(trainer.state_dict())
     batch_data = [t.to(trainer.device) for t in next(iter(loader))]
 

@@ -55,15 +55,23 @@ def synthetic_loader(info: Any, batch: int, batches: int, seed: int = 0) -> Data
     return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False, drop_last=True)
 
 
-def measure(spec_name: str, batch: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    sets = [f"data.batch_size={batch}", f"train.memory_saving={'true' if mode == 'memory_saving' else 'false'}",
-            f"train.device={args.device}"]
-    spec = load_spec(resolve_spec(spec_name), overrides=sets)
+def synthetic_trainer(spec_name: str, batch: int, overrides: list[str], batches: int) -> tuple[Trainer, DataLoader]:
+    """The bundled spec ``spec_name`` built as ``revkit run`` builds it (``data.batch_size = batch`` and
+    ``overrides`` applied, torch seeded with 0), its trainer initialised on ``batches`` synthetic batches of the
+    data's shape (:func:`synthetic_loader`); the trainer and that loader."""
+    spec = load_spec(resolve_spec(spec_name), overrides=[f"data.batch_size={batch}", *overrides])
     torch.manual_seed(0)
     built = build(spec)
-    loader = synthetic_loader(built.info, batch, batches=4)
+    loader = synthetic_loader(built.info, batch, batches=batches)
     trainer = Trainer(built.model, built.objective, loader, spec.train)
     trainer.initialize()
+    return trainer, loader
+
+
+def measure(spec_name: str, batch: int, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    trainer, loader = synthetic_trainer(
+        spec_name, batch, [f"train.memory_saving={'true' if mode == 'memory_saving' else 'false'}",
+                           f"train.device={args.device}"], batches=4)
     device = trainer.device
     batch_data = [t.to(device) for t in next(iter(loader))]
 
