@@ -16,13 +16,12 @@ worker), so a run repeats its shifts.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from revkit.data.each_image import EachImage
 from revkit.errors import DataError
 
 
@@ -36,30 +35,19 @@ def random_shift(x: Tensor, k: int) -> Tensor:
     return F.pad(x, (k, k, k, k))[:, dy:dy + h, dx:dx + w]
 
 
-class ShiftedDataset(Dataset[tuple[Tensor, int]]):
-    """Wraps a dataset whose items hold images ``(C, H, W)`` and translates each image at random by up
-    to ``k`` pixels (:func:`random_shift`) every time it is read. A two-domain item
+class ShiftedDataset(EachImage):
+    """Wraps a dataset whose items hold images ``(C, H, W)`` and translates each image at random by up to
+    ``k`` pixels (:func:`random_shift`) every time it is read. A two-domain item
     (``(x_A, y_A, x_B, y_B)``) has each of its images shifted independently."""
 
     def __init__(self, dataset: Dataset[tuple[Tensor, int]], k: int):
         if k < 0:
             raise DataError(f"data.shift must be ≥ 0, got {k}")
-        self.dataset = dataset
+        super().__init__(dataset)
         self.k = int(k)
 
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def _shift_item(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(random_shift(v, self.k) if isinstance(v, Tensor) and v.dim() == 3 else v for v in item)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self._shift_item(self.dataset[index])  # type: ignore[return-value]
-
-    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, int]]:
-        getitems = getattr(self.dataset, "__getitems__", None)
-        items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
-        return [self._shift_item(item) for item in items]  # type: ignore[misc]
+    def image(self, x: Tensor) -> Tensor:
+        return random_shift(x, self.k)
 
 
 def check_shift(k: int, shape: tuple[int, ...], name: str) -> None:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from revkit.data.augment import ShiftedDataset, check_shift
 from revkit.data.base import DataInfo, DataSource
+from revkit.data.each_image import EachImage
 from revkit.data.semisupervised import semi_supervised
 from revkit.errors import DataError
 
@@ -31,30 +32,15 @@ def padded_info(info: DataInfo, pad: int) -> DataInfo:
     return dataclasses.replace(info, shape=(c, h + 2 * pad, w + 2 * pad))
 
 
-class PaddedDataset(Dataset[tuple[Tensor, int]]):
+class PaddedDataset(EachImage):
     """Wraps a dataset of images ``(C, H, W)`` and zero-pads each by ``pad`` pixels on every side."""
 
     def __init__(self, dataset: Dataset[tuple[Tensor, int]], pad: int):
-        self.dataset = dataset
+        super().__init__(dataset)
         self.pad = int(pad)
 
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def _pad(self, x: Tensor) -> Tensor:
+    def image(self, x: Tensor) -> Tensor:
         return F.pad(x, (self.pad,) * 4)
-
-    def _pad_item(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Every image of an item (``(x, y)``, or ``(x_A, y_A, x_B, y_B)`` of a two-domain source) padded."""
-        return tuple(self._pad(v) if isinstance(v, Tensor) and v.dim() == 3 else v for v in item)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self._pad_item(self.dataset[index])  # type: ignore[return-value]
-
-    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, int]]:
-        getitems = getattr(self.dataset, "__getitems__", None)
-        items = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
-        return [self._pad_item(item) for item in items]  # type: ignore[misc]
 
 
 def _field(spec: Any, name: str) -> Any:
