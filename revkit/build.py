@@ -323,6 +323,26 @@ def check_unlabelled(spec: Spec, model: Model, objective: Objective, info: DataI
                                "out")
 
 
+def check_precision(spec: Spec, model: Model) -> None:
+    """Refuse ``train.precision = "bfloat16"`` for a model with memory-saving layers: they rebuild each
+    input from its output by the block's inverse, and an inverse computed in bfloat16 is not the
+    inverse of the bfloat16 forward (``exp(-s)`` and ``exp(s)`` rounded apart), so the rebuilt
+    activations, and the gradients taken at them, are off by far more than the precision's rounding.
+
+    Raises:
+        SpecError: at ``train.precision``, saying what to change.
+    """
+    precision = getattr(spec.train, "precision", "float32")
+    if precision == "float32":
+        return
+    marked = any(isinstance(m, Sequential) and any(m.memory_saving) for m in model.modules())
+    if marked:
+        raise SpecError("train.precision", f"train.precision = '{precision}' cannot train memory-saving layers "
+                                           "(train.memory_saving or a layer's memory_saving): their inputs are "
+                                           "rebuilt by inverses, which in bfloat16 do not undo the bfloat16 "
+                                           "forward; use precision = 'float32' or turn memory_saving off")
+
+
 def build(spec: Spec, registries: Registries | None = None) -> Built:
     """Data source, model (with prior) and objective of a spec, without reading data files; a
     semi-supervised spec is checked by :func:`check_unlabelled`."""
@@ -332,4 +352,5 @@ def build(spec: Spec, registries: Registries | None = None) -> Built:
     model = build_model(spec, info, regs)
     objective = build_objective(spec, model, info, regs)
     check_unlabelled(spec, model, objective, info, regs)
+    check_precision(spec, model)
     return Built(model=model, objective=objective, source=source, info=info)

@@ -120,3 +120,10 @@ def test_activations_bench_prints_torch_against_revkit_elu() -> None:
     rows = [line for line in out.splitlines() if line.startswith("ELU")]
     assert len(rows) == 2 and all(float(row.split()[-1]) < 1e-6 for row in rows)  # the two ELUs agree
     assert "speed-up" in out
+
+
+def test_precision_bench_times_a_spec_step_in_both_precisions() -> None:
+    out = run_bench("precision.py", "--specs", "toy2d_realnvp", "--batch", "8", "--repeats", "2")
+    row = next(line for line in out.splitlines() if line.startswith("toy2d_realnvp training step"))
+    assert float(row.split()[-1]) < 0.1  # bfloat16's first loss is near float32's
+    assert "bfloat16 instructions:" in out and "speed-up" in out
