@@ -119,13 +119,15 @@ STEPS = 12
 INFO = DataInfo(shape=(2,), classes=0, levels=256, name="grid")
 
 
-def settings() -> SimpleNamespace:
-    return SimpleNamespace(seed=5, device="cpu", steps=STEPS, lr=1e-2, weight_decay=1e-3, betas=(0.9, 0.99),
-                           schedule="cosine", warmup_steps=3, step_size=None, gamma=0.5, grad_clip=1.0,
-                           log_every=1, checkpoint_every=0, eval_every=0, time_limit_minutes=0.0)
+def settings(**changes: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{**dict(seed=5, device="cpu", steps=STEPS, lr=1e-2, weight_decay=1e-3, betas=(0.9, 0.99),
+                                     schedule="cosine", warmup_steps=3, step_size=None, gamma=0.5, grad_clip=1.0,
+                                     log_every=1, checkpoint_every=0, eval_every=0, time_limit_minutes=0.0),
+                              **changes})
 
 
-def make_trainer(run_dir: Path, hidden: int = 16, generator: bool = True, init_seed: int = 0) -> Trainer:
+def make_trainer(run_dir: Path, hidden: int = 16, generator: bool = True, init_seed: int = 0,
+                 **changes: Any) -> Trainer:
     """Affine couplings + learned diagonal Gaussian under max likelihood with uniform dequantization
     (random every step) on shuffled 8-bit data: every kind of state a resume must restore."""
     torch.manual_seed(init_seed)
@@ -138,7 +140,8 @@ def make_trainer(run_dir: Path, hidden: int = 16, generator: bool = True, init_s
     data = TensorDataset(x, torch.zeros(100, dtype=torch.long))
     loader = DataLoader(data, batch_size=16, shuffle=True, drop_last=True,
                         generator=torch.Generator() if generator else None)
-    return Trainer(flow, objective, loader, settings(), files=RunFolder(run_dir), progress_stream=io.StringIO())
+    return Trainer(flow, objective, loader, settings(**changes), files=RunFolder(run_dir),
+                   progress_stream=io.StringIO())
 
 
 def parameters(trainer: Trainer) -> torch.Tensor:
@@ -166,6 +169,56 @@ def test_resuming_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path: Pa
     assert torch.equal(parameters(second), parameters(straight))
     losses = {r["step"]: r["loss"] for r in second.metrics.records}
     assert losses == {r["step"]: r["loss"] for r in straight.metrics.records}
+
+
+def interrupted_then_resumed(run_dir: Path, at_step: int, **changes: Any) -> Trainer:
+    """A trainer stopped (as by Ctrl-C) after step ``at_step``, then a fresh one resumed from its checkpoint
+    and trained to the end."""
+    first = make_trainer(run_dir, **changes)
+    optimizer = first.optimizers["model"]
+    optimizer.register_step_post_hook(lambda *_: first.stop.request("interrupted") if first.step == at_step else None)
+    assert first.fit().stopped == "interrupted"
+    second = make_trainer(run_dir, init_seed=99, **changes)
+    second.load_state_dict(load_checkpoint(latest_checkpoint(run_dir / "checkpoints")))
+    second.fit()
+    return second
+
+
+def test_with_a_weight_average_the_model_ends_as_the_average_and_a_resume_changes_nothing(tmp_path: Path) -> None:
+    straight = make_trainer(tmp_path / "straight", ema_decay=0.8)
+    seen: list[torch.Tensor] = []
+    straight.evaluate = lambda device: seen.append(parameters(straight)) or {}
+    straight.settings.eval_every = 4
+    straight.fit()
+    average = straight.average
+    assert average is not None and average.updates == STEPS
+    names = dict(straight.model.named_parameters(prefix="flow"))
+    for name, value in average.average.items():  # the trained model is the average
+        assert torch.equal(names[name].detach(), value), name
+    final = load_checkpoint(latest_checkpoint(tmp_path / "straight" / "checkpoints"))
+    assert final["step"] == STEPS and set(final["average"]["weights"]) == set(average.average)
+    live = final["live"]["flow"]  # the weights training would go on from: not the average
+    assert any(not torch.equal(live[k], v) for k, v in final["flow"].items() if v.is_floating_point())
+    # evaluations during training saw the average of that step, not the live weights
+    assert len(seen) == STEPS // 4 and torch.equal(seen[-1], parameters(straight))
+
+    resumed = interrupted_then_resumed(tmp_path / "resumed", 4, ema_decay=0.8)
+    assert torch.equal(parameters(resumed), parameters(straight))
+    assert resumed.average is not None
+    assert all(torch.equal(resumed.average.average[k], v) for k, v in average.average.items())
+
+    # resuming the finished run: no step to take, the same model
+    again = make_trainer(tmp_path / "straight", init_seed=7, ema_decay=0.8)
+    again.load_state_dict(final)
+    assert again.fit().step == STEPS and torch.equal(parameters(again), parameters(straight))
+
+
+def test_a_checkpoint_without_the_average_the_spec_asks_for_is_refused(tmp_path: Path) -> None:
+    plain = make_trainer(tmp_path / "plain", steps=1)
+    plain.fit()
+    path = latest_checkpoint(tmp_path / "plain" / "checkpoints")
+    with pytest.raises(CheckpointError, match=rf"{path}: has no weight average, but train.ema_decay = 0.9"):
+        make_trainer(tmp_path / "other", ema_decay=0.9).load_state_dict(load_checkpoint(path), source=path)
 
 
 def test_a_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path: Path) -> None:

@@ -250,6 +250,16 @@ class TrainSpec(Section):
     compile: bool = Field(
         False, description="compile the training loss with torch.compile (faster steps after a slow first one)"
     )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="'bfloat16': the training forward pass and losses run under autocast (convolutions and matrix "
+                    "products in bfloat16; weights, gradients, optimizer and evaluation stay float32)",
+    )
+    ema_decay: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="d > 0: keep an exponential moving average of the weights (a ← d·a + (1 − d)·w after every "
+                    "step); evaluation and the final model use it; 0: off",
+    )
 
     @field_validator("device")
     @classmethod

@@ -32,3 +32,5 @@ class TrainSettings(Protocol):
     eval_every: int
     time_limit_minutes: float
     compile: bool  # optional: False when absent; torch.compile the flow's network
+    precision: str  # optional: "float32" when absent; "bfloat16" autocasts the training forward pass
+    ema_decay: float  # optional: 0 (off) when absent; the decay of the weights' moving average

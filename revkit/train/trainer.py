@@ -34,6 +34,7 @@ Logged names: the first group's loss is ``loss`` and its metrics keep their name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -50,6 +51,7 @@ from revkit.model import Model
 from revkit.objectives.base import Objective
 from revkit.runtime.device import resolve_device, to_device
 from revkit.runtime.seeding import rng_state, seed_everything, set_rng_state
+from revkit.train.averaging import WeightAverage
 from revkit.train.batches import BatchStream
 from revkit.train.compiled import compile_model
 from revkit.train.distributed import Distributed
@@ -57,6 +59,7 @@ from revkit.train.divergence import first_nonfinite_output, nonfinite_gradients
 from revkit.train.interrupt import INTERRUPTED, TERMINATED, StopRequest, stop_on_signals
 from revkit.train.metrics import MetricsLog, WindowMeans
 from revkit.train.optimizers import make_optimizers
+from revkit.train.precision import forward_precision
 from revkit.train.progress import Progress
 from revkit.train.schedule import make_scheduler
 from revkit.train.settings import TrainSettings
@@ -164,6 +167,13 @@ class Trainer:
         self.order = list(objective.update_order())
         self.optimizers, self.group_settings = make_optimizers(self.model, self.objective, settings)
         self.schedulers = {g: make_scheduler(opt, settings) for g, opt in self.optimizers.items()}
+        self.precision = str(getattr(settings, "precision", "float32"))
+        forward_precision(self.precision, self.device)  # an unknown precision fails here, not at the first step
+        decay = float(getattr(settings, "ema_decay", 0.0) or 0.0)
+        #: the weights' moving average (``train.ema_decay > 0``), else None.
+        self.average = WeightAverage({"flow": self.model, "objective": self.objective}, decay) if decay > 0 else None
+        #: the live (not averaged) weights, kept once the average was put into the model at the end of training.
+        self._live: dict[str, Any] | None = None
         self.stream = BatchStream(self.dist.shard_loader(train_loader), settings.seed)  # type: ignore[arg-type]
         self.keep = int(getattr(settings, "keep_checkpoints", KEEP_LAST))
         self.on_nonfinite = str(getattr(settings, "on_nonfinite", "stop"))
@@ -241,7 +251,8 @@ class Trainer:
             optimizer = self.optimizers[group]
             params = [p for pg in optimizer.param_groups for p in pg["params"]]
             optimizer.zero_grad(set_to_none=True)
-            out = self.step_module(batch, group)
+            with forward_precision(self.precision, self.device):
+                out = self.step_module(batch, group)
             loss = self.dist.mean_tensor(out.loss)
             if not bool(torch.isfinite(loss)):
                 self._nonfinite(group, batch, f"the {group!r} loss is {float(loss)}")
@@ -266,6 +277,8 @@ class Trainer:
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             for scheduler in self.schedulers.values():
                 scheduler.step()
+        if self.average is not None:
+            self.average.update()
         return self.dist.mean(values, self.device)
 
     def _nonfinite(self, group: str, batch: Any, what: str) -> None:
@@ -355,6 +368,8 @@ class Trainer:
                         self.evaluate_during_training(started)
                     if self.settings.checkpoint_every and self.step % int(self.settings.checkpoint_every) == 0:
                         self.save(self.elapsed + time.monotonic() - started)
+                if stopped in (COMPLETED, TIME_LIMIT) and self.use_average():
+                    self.saved_step = -1  # the averaged weights belong in the last checkpoint
                 if stopped in (COMPLETED, TIME_LIMIT) and self.fit_prior(progress.message):
                     self.saved_step = -1  # the fitted prior belongs in the last checkpoint
         except KeyboardInterrupt:
@@ -368,6 +383,16 @@ class Trainer:
             self.save(seconds)
         last = self.metrics.records[-1] if self.metrics.records else {}
         return TrainResult(self.step, stopped, seconds, dict(last), self.last_checkpoint)
+
+    def use_average(self) -> bool:
+        """At the end of training: put the weights' moving average into the model and objective (they are
+        the trained model from now on: evaluation, the last checkpoint, ``revkit.load_run``), keeping the
+        live weights for a later resume; returns whether there is an average to use."""
+        if self.average is None or self._live is not None:
+            return False
+        self._live = {"flow": _cloned(self.model.state_dict()), "objective": _cloned(self.objective.state_dict())}
+        self.average.copy_to()
+        return True
 
     @torch.no_grad()
     def fit_prior(self, say: Callable[[str], None]) -> bool:
@@ -386,7 +411,8 @@ class Trainer:
     def evaluate_during_training(self, started: float) -> None:
         if self.evaluate is None or not self.dist.is_main:
             return
-        means = self.evaluate(self.device)
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            means = self.evaluate(self.device)
         self.write_record({"step": self.step, **{f"test_{k}": v for k, v in means.items()},
                            "time": self.elapsed + time.monotonic() - started})
 
@@ -398,8 +424,11 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, seconds: float | None = None) -> dict[str, Any]:
-        """Everything a resumed run needs, as plain data."""
-        return {
+        """Everything a resumed run needs, as plain data.
+
+        With a weight average: ``average`` holds it; once training ended and the average was put into the
+        model (so ``flow`` and ``objective`` hold it), ``live`` holds the weights training would go on from."""
+        state = {
             "step": self.step,
             "flow": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -411,6 +440,11 @@ class Trainer:
             "spec": self.spec_text,
             "skipped_updates": self.skipped,
         }
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
+        if self._live is not None:
+            state["live"] = self._live
+        return state
 
     def save(self, seconds: float | None = None) -> Path | None:
         """Write a checkpoint of the current step to the run's files (if there are any).
@@ -433,9 +467,10 @@ class Trainer:
             CheckpointError: naming ``source`` when the checkpoint belongs to a different model,
                 objective or set of parameter groups.
         """
+        live = state.get("live") or {}
         try:
-            self.model.load_state_dict(state["flow"])
-            self.objective.load_state_dict(state["objective"])
+            self.model.load_state_dict(live.get("flow", state["flow"]))
+            self.objective.load_state_dict(live.get("objective", state["objective"]))
         except RuntimeError as exc:
             detail = " ".join(str(exc).split())
             raise CheckpointError(f"{source}: was saved from a different model than this spec builds "
@@ -449,6 +484,15 @@ class Trainer:
                 self.schedulers[group].load_state_dict(state["schedulers"][group])
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{source}: optimizer state does not fit this model ({exc})") from exc
+        self._live = None
+        if self.average is not None:
+            if "average" not in state:
+                raise CheckpointError(f"{source}: has no weight average, but train.ema_decay = {self.average.decay:g} "
+                                      "asks for one (resume with the spec the run was started with)")
+            try:
+                self.average.load_state_dict(state["average"])
+            except ValueError as exc:
+                raise CheckpointError(f"{source}: {exc}") from exc
         self.step = self.saved_step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self.skipped = int(state.get("skipped_updates", 0))
@@ -462,6 +506,10 @@ class Trainer:
             set_rng_state(state["rng"])
             if self.dist.rank > 0:  # saved by another number of processes: fresh draws for this rank
                 seed_everything(rank_seed(self.settings.seed + self.step, self.dist.rank))
+
+
+def _cloned(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def _largest_gradient(named: list[tuple[str, Any]]) -> str:
