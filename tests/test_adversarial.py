@@ -22,8 +22,10 @@ from revkit.data.base import DataInfo
 from revkit.discriminators import ConvDiscriminator, Discriminator, DiscriminatorParams, MLPDiscriminator
 from revkit.errors import RevkitError, SpecError
 from revkit.flow import Flow
-from revkit.objectives import Adversarial, FlowGan, MaxLikelihood
+from revkit.alignflow.objective import AlignFlowObjective
+from revkit.objectives import Adversarial, FlowGan, LatentAdversary, MaxLikelihood
 from revkit.objectives.gan_losses import critic_loss, generator_loss, gradient_penalty, interpolates
+from revkit.objectives.two_player import TwoPlayerObjective, TwoPlayerParams
 from revkit.plugins import load_registries
 from revkit.plugins.hookspecs import hookimpl
 from revkit.priors import ClassGaussian, StandardNormal
@@ -326,3 +328,21 @@ def test_the_mnist_gan_specs_build_mnist_glows_generator(name: str, kind: str):
     assert isinstance(built.objective.critic, ConvDiscriminator)
     assert built.objective.nll_weight == (1.0 if kind == "flow_gan" else 0.0)
     assert "mnist_classifier" in spec.eval.scores
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: Adversarial(**kw),
+    lambda **kw: FlowGan(**kw),
+    lambda **kw: AlignFlowObjective(**kw),
+    lambda **kw: LatentAdversary(phase1_steps=0, **kw),
+], ids=["adversarial", "flow_gan", "alignflow", "latent_adversary"])
+def test_every_objective_with_a_critic_schedules_and_configures_it_the_same_way(make: Any) -> None:
+    objective = make(critic_steps=3, critic_lr=1e-3, critic_beta1=0.0, critic_beta2=0.9)
+    assert isinstance(objective, TwoPlayerObjective) and issubclass(objective.Params, TwoPlayerParams)
+    assert objective.updates_at(5) == ["critic", "critic", "critic", "model"]
+    assert objective.optimizer_overrides("critic") == {"lr": 1e-3, "beta1": 0.0, "beta2": 0.9}
+    assert objective.optimizer_overrides("model") == {}
+    with pytest.raises(RevkitError, match="call setup"):
+        objective.parameter_groups(tiny_flow())
+    with pytest.raises(RevkitError, match="critic_steps must be ≥ 1"):
+        make(critic_steps=0)

@@ -33,32 +33,27 @@ from torch import Tensor, nn
 
 from revkit.discriminators.base import Discriminator, DiscriminatorTable, as_table
 from revkit.errors import RevkitError
-from revkit.objectives.base import Losses, Objective, ObjectiveParams
+from revkit.objectives.base import Losses
 from revkit.objectives.gan_losses import GAN_LOSSES, GanLoss, critic_loss, generator_loss, gradient_penalty, interpolates
 from revkit.objectives.max_likelihood import MaxLikelihood
+from revkit.objectives.two_player import CRITIC, MODEL, TwoPlayerObjective, TwoPlayerParams
 
 if TYPE_CHECKING:
     from revkit.alignflow.model import AlignedFlows
     from revkit.data.base import DataInfo
 
-MODEL, CRITIC = "model", "critic"
 
-
-class AlignFlowParams(ObjectiveParams):
+class AlignFlowParams(TwoPlayerParams):
     loss: GanLoss = Field("non_saturating", description="'minimax', 'non_saturating' or 'wgan_gp'")
     discriminator: DiscriminatorTable = Field(
         default_factory=DiscriminatorTable, description="the kind and settings of both domains' discriminators")
-    critic_steps: int = Field(1, ge=1, le=100, description="discriminator updates before each flow update")
-    critic_lr: float = Field(2e-4, gt=0.0, description="the discriminators' Adam learning rate")
-    critic_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="the discriminators' Adam beta1")
-    critic_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="the discriminators' Adam beta2")
     gp_weight: float = Field(10.0, ge=0.0, description="γ of the gradient penalty (loss = 'wgan_gp' only)")
     adversary_weight: float = Field(1.0, ge=0.0, description="weight of the two generator losses")
     nll_weight: float = Field(1.0, ge=0.0, description="λ: weight of the two domains' bits/dim")
     dequantize: Literal["uniform", "none"] = Field("uniform", description="as max_likelihood")
 
 
-class AlignFlowObjective(Objective):
+class AlignFlowObjective(TwoPlayerObjective):
     """AlignFlow's hybrid objective on an :class:`~revkit.alignflow.model.AlignedFlows` model (see the module).
 
     Logged metrics, flows' update: ``generator_a``, ``generator_b`` (:math:`L_G` of the translations into A
@@ -82,13 +77,11 @@ class AlignFlowObjective(Objective):
         nll_weight: float = 1.0,
         dequantize: Literal["uniform", "none"] = "uniform",
     ):
-        super().__init__()
+        super().__init__(critic_steps, critic_lr, critic_beta1, critic_beta2)
         if loss not in GAN_LOSSES:
             raise RevkitError(f"alignflow: loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
         self.loss_kind = loss
         self.table = as_table(discriminator)
-        self.critic_steps = int(critic_steps)
-        self.critic_settings = {"lr": float(critic_lr), "beta1": float(critic_beta1), "beta2": float(critic_beta2)}
         self.gp_weight, self.adversary_weight, self.nll_weight = float(gp_weight), float(adversary_weight), float(nll_weight)
         self.likelihood = MaxLikelihood(dequantize)
         self.critics: nn.ModuleDict | None = None
@@ -99,19 +92,6 @@ class AlignFlowObjective(Objective):
             raise RevkitError("alignflow trains two aligned flows: set model.kind = 'aligned_flows'")
         self.likelihood.setup(model, data)
         self.critics = nn.ModuleDict({"a": self.table.build(model.input_shape), "b": self.table.build(model.input_shape)})
-
-    def update_order(self) -> list[str]:
-        return [MODEL, CRITIC]
-
-    def updates_at(self, step: int) -> list[str]:
-        return [CRITIC] * self.critic_steps + [MODEL]
-
-    def parameter_groups(self, model: AlignedFlows) -> dict[str, list[nn.Parameter]]:  # type: ignore[override]
-        return {MODEL: [p for p in model.parameters() if p.requires_grad],
-                CRITIC: [p for p in self.need_critics().parameters() if p.requires_grad]}
-
-    def optimizer_overrides(self, group: str) -> dict[str, float]:
-        return dict(self.critic_settings) if group == CRITIC else {}
 
     # -- the terms ---------------------------------------------------------------------------------
     @staticmethod
@@ -180,3 +160,6 @@ class AlignFlowObjective(Objective):
         if self.critics is None:
             raise RevkitError("alignflow: call setup(model, data_info) first (it builds the discriminators)")
         return self.critics
+
+    def critic_module(self) -> nn.Module:
+        return self.need_critics()

@@ -41,18 +41,17 @@ from torch import Tensor, nn
 
 from revkit.discriminators.base import Discriminator, DiscriminatorTable, as_table
 from revkit.errors import RevkitError
-from revkit.objectives.base import Losses, Objective, ObjectiveParams
+from revkit.objectives.base import Losses
 from revkit.objectives.gan_losses import GAN_LOSSES, GanLoss, critic_loss, generator_loss, gradient_penalty, interpolates
 from revkit.objectives.max_likelihood import MaxLikelihood
+from revkit.objectives.two_player import CRITIC, MODEL, TwoPlayerObjective, TwoPlayerParams
 
 if TYPE_CHECKING:
     from revkit.data.base import DataInfo
     from revkit.model import Model
 
-MODEL, CRITIC = "model", "critic"
 
-
-class AdversarialParams(ObjectiveParams):
+class AdversarialParams(TwoPlayerParams):
     loss: GanLoss = Field("non_saturating", description="generator/discriminator losses: 'minimax', "
                                                          "'non_saturating' or 'wgan_gp'")
     discriminator: DiscriminatorTable = Field(
@@ -60,10 +59,6 @@ class AdversarialParams(ObjectiveParams):
         description="the discriminator: kind (a registered discriminator, default 'conv') and its own keys")
     conditional: bool = Field(False, description="class-conditional discriminator (labelled data and a "
                                                  "class-conditional model); the generator takes the batch's labels")
-    critic_steps: int = Field(1, ge=1, le=100, description="discriminator updates before each generator update")
-    critic_lr: float = Field(2e-4, gt=0.0, description="the discriminator's Adam learning rate")
-    critic_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="the discriminator's Adam beta1")
-    critic_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="the discriminator's Adam beta2")
     gp_weight: float = Field(10.0, ge=0.0, description="γ of the gradient penalty (loss = 'wgan_gp' only)")
     temperature: float = Field(1.0, gt=0.0, description="scale of the prior's std for the generator's samples")
     adversary_weight: float = Field(1.0, ge=0.0, description="weight of the generator's adversarial loss")
@@ -72,7 +67,7 @@ class AdversarialParams(ObjectiveParams):
                                                                            "of bits/dim (as max_likelihood)")
 
 
-class Adversarial(Objective):
+class Adversarial(TwoPlayerObjective):
     r"""Data-space adversarial objective (see the module).
 
     Logged metrics, generator update: ``generator`` (:math:`L_G`), and ``bits_per_dim`` when
@@ -114,18 +109,16 @@ class Adversarial(Objective):
         nll_weight: float = 0.0,
         dequantize: Literal["uniform", "none"] = "uniform",
     ):
-        super().__init__()
+        super().__init__(critic_steps, critic_lr, critic_beta1, critic_beta2)
         if loss not in GAN_LOSSES:
             raise RevkitError(f"{self.name}: loss must be one of {', '.join(GAN_LOSSES)}, got {loss!r}")
-        if critic_steps < 1 or temperature <= 0 or min(gp_weight, adversary_weight, nll_weight) < 0:
-            raise RevkitError(f"{self.name}: critic_steps must be ≥ 1, temperature > 0 and the weights ≥ 0")
+        if temperature <= 0 or min(gp_weight, adversary_weight, nll_weight) < 0:
+            raise RevkitError(f"{self.name}: temperature must be > 0 and the weights ≥ 0")
         self.loss_kind = loss
         self.table = as_table(discriminator)
         self.conditional = bool(conditional)
         # a class-conditional discriminator reads every label
         self.accepts_unlabelled = not self.conditional
-        self.critic_steps = int(critic_steps)
-        self.critic_settings = {"lr": float(critic_lr), "beta1": float(critic_beta1), "beta2": float(critic_beta2)}
         self.gp_weight, self.temperature = float(gp_weight), float(temperature)
         self.adversary_weight, self.nll_weight = float(adversary_weight), float(nll_weight)
         self.likelihood = MaxLikelihood(dequantize)
@@ -154,21 +147,6 @@ class Adversarial(Objective):
                                   "(model.conditional = true or a class prior such as 'class_gaussian')")
             classes = data.classes
         self.critic = self.table.build(model.input_shape, classes)
-
-    # -- what the trainer asks ---------------------------------------------------------------
-    def update_order(self) -> list[str]:
-        return [MODEL, CRITIC]
-
-    def updates_at(self, step: int) -> list[str]:
-        """``critic_steps × "critic"``, then ``"model"``."""
-        return [CRITIC] * self.critic_steps + [MODEL]
-
-    def parameter_groups(self, model: Model) -> dict[str, list[nn.Parameter]]:
-        return {MODEL: [p for p in model.parameters() if p.requires_grad],
-                CRITIC: [p for p in self.need_critic().parameters() if p.requires_grad]}
-
-    def optimizer_overrides(self, group: str) -> dict[str, float]:
-        return dict(self.critic_settings) if group == CRITIC else {}
 
     # -- the terms ----------------------------------------------------------------------------
     def labels(self, batch: tuple[Tensor, ...]) -> Tensor | None:
@@ -235,6 +213,9 @@ class Adversarial(Objective):
         if self.critic is None:
             raise RevkitError(f"{self.name}: call setup(model, data_info) first (it builds the discriminator)")
         return self.critic
+
+    def critic_module(self) -> nn.Module:
+        return self.need_critic()
 
     def extra_repr(self) -> str:
         return (f"loss={self.loss_kind!r}, critic_steps={self.critic_steps}, nll_weight={self.nll_weight:g}, "

@@ -32,26 +32,23 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from revkit.errors import RevkitError
-from revkit.objectives.base import Losses, Objective, ObjectiveParams
+from revkit.objectives.base import Losses
 from revkit.objectives.critic import (
     SpectralCritic,
     hinge_critic_loss,
     hinge_generator_loss,
 )
+from revkit.objectives.two_player import CRITIC, MODEL, TwoPlayerObjective, TwoPlayerParams
 
 if TYPE_CHECKING:
     from revkit.data.base import DataInfo
     from revkit.flow import Flow
 
-MODEL, CRITIC = "model", "critic"
 
-
-class LatentAdversaryParams(ObjectiveParams):
+class LatentAdversaryParams(TwoPlayerParams):
     phase1_steps: int = Field(1000, ge=0, description="steps of reconstruction-only training before the critic")
     critic_hidden: int = Field(512, ge=1, le=65_536, description="width of the critic's two hidden layers")
     critic_lr: float = Field(1e-4, gt=0.0, description="the critic's Adam learning rate")
-    critic_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="the critic's Adam beta1")
-    critic_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="the critic's Adam beta2")
     critic_steps: int = Field(1, ge=1, le=1000, description="critic updates before each network update in phase 2")
     adversary_weight: float = Field(1.0, ge=0.0, description="weight of the critic term for the network")
     reconstruction_weight: float = Field(1.0, ge=0.0, description="weight of the clamp-then-invert L1 "
@@ -59,7 +56,7 @@ class LatentAdversaryParams(ObjectiveParams):
     inactive_weight: float = Field(1.0, ge=0.0, description="weight of the MSE pushing inactive dimensions to 0")
 
 
-class LatentAdversary(Objective):
+class LatentAdversary(TwoPlayerObjective):
     r"""Two-phase latent adversary (see the module).
 
     Logged metrics (model update): ``reconstruction_l1``, and in phase 2 ``adversary``
@@ -93,12 +90,11 @@ class LatentAdversary(Objective):
         reconstruction_weight: float = 1.0,
         inactive_weight: float = 1.0,
     ):
-        super().__init__()
-        if phase1_steps < 0 or critic_steps < 1 or critic_hidden < 1:
-            raise RevkitError("latent_adversary: phase1_steps must be ≥ 0, critic_steps and critic_hidden ≥ 1; "
-                              f"got {phase1_steps}, {critic_steps}, {critic_hidden}")
-        self.phase1_steps, self.critic_steps, self.critic_hidden = int(phase1_steps), int(critic_steps), int(critic_hidden)
-        self.critic_settings = {"lr": float(critic_lr), "beta1": float(critic_beta1), "beta2": float(critic_beta2)}
+        super().__init__(critic_steps, critic_lr, critic_beta1, critic_beta2)
+        if phase1_steps < 0 or critic_hidden < 1:
+            raise RevkitError("latent_adversary: phase1_steps must be ≥ 0 and critic_hidden ≥ 1; "
+                              f"got {phase1_steps} and {critic_hidden}")
+        self.phase1_steps, self.critic_hidden = int(phase1_steps), int(critic_hidden)
         self.weights = {"adversary": float(adversary_weight), "reconstruction": float(reconstruction_weight),
                         "inactive": float(inactive_weight)}
         self.critic: SpectralCritic | None = None
@@ -122,9 +118,6 @@ class LatentAdversary(Objective):
         self.critic = SpectralCritic(k, self.critic_hidden)
 
     # -- what the trainer asks ---------------------------------------------------------------
-    def update_order(self) -> list[str]:
-        return [MODEL, CRITIC]
-
     def in_phase1(self, step: int) -> bool:
         return step < self.phase1_steps
 
@@ -133,13 +126,6 @@ class LatentAdversary(Objective):
         ``step`` as :attr:`current_step`, so the following model update knows its phase."""
         self.current_step = int(step)
         return [MODEL] if self.in_phase1(step) else [CRITIC] * self.critic_steps + [MODEL]
-
-    def parameter_groups(self, model: Flow) -> dict[str, list[nn.Parameter]]:
-        return {MODEL: [p for p in model.parameters() if p.requires_grad],
-                CRITIC: list(self._need_critic().parameters())}
-
-    def optimizer_overrides(self, group: str) -> dict[str, float]:
-        return dict(self.critic_settings) if group == CRITIC else {}
 
     # -- the terms --------------------------------------------------------------------------
     def active_mask(self, model: Flow) -> Tensor:
@@ -209,3 +195,6 @@ class LatentAdversary(Objective):
         if self.critic is None:
             raise RevkitError("latent_adversary: call setup(flow, data_info) first (it builds the critic)")
         return self.critic
+
+    def critic_module(self) -> nn.Module:
+        return self._need_critic()
