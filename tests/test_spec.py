@@ -256,6 +256,27 @@ def test_the_source_file_is_named_in_dict_errors():
     assert str(info.value).startswith("my.toml: train.lr: must be > 0")
 
 
+SPEC_FILES = Path(__file__).resolve().parent.parent / "specs"
+
+
+@pytest.mark.parametrize(("source", "path"), [
+    ("vae_planar_k10", "train.seed"),
+    ("vae_planar_k10", "data.seed"),  # binarized_mnist's fixed draws
+    ("mnist_iresnet_semisupervised", "data.labels_seed"),
+    (None, "model.layers[0].seed"),  # permute's random order
+])
+def test_every_seed_key_takes_the_seeds_train_seed_takes(source: str | None, path: str) -> None:
+    too_large = 2**32  # torch's generators take up to 2**64 - 1, NumPy's legacy one below 2**32
+    with pytest.raises(SpecError, match="must be ≤ 4294967295, got 4294967296") as caught:
+        if source is None:
+            doc = good()
+            doc["model"]["layers"][0] = {"block": "permute", "mode": "random", "seed": too_large}
+            load(doc)
+        else:
+            load_spec(SPEC_FILES / f"{source}.toml", [f"{path}={too_large}"])
+    assert caught.value.path == path
+
+
 # -- files -----------------------------------------------------------------------------------
 def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path):
     path = tmp_path / "bad.toml"

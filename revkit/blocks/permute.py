@@ -14,6 +14,7 @@ from pydantic import Field
 from torch import Tensor
 
 from revkit.invertible import BlockParams, Invertible, Shape
+from revkit.limits import SEED
 
 PermuteMode = Literal["reverse", "random"]
 
@@ -22,7 +23,7 @@ class PermuteParams(BlockParams):
     mode: PermuteMode = Field(
         "reverse", description="'reverse': reverse the channel order; 'random': a fixed random order"
     )
-    seed: int = Field(0, ge=0, description="seed of the random permutation (mode='random')")
+    seed: int = SEED.field(0, "seed of the random permutation (mode='random')")
 
 
 class Permute(Invertible):

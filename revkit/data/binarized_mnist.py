@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from revkit.data.base import DataInfo, Split
 from revkit.data.memory import InMemoryDataset
 from revkit.data.torchvision_sources import DownloadParams, Mnist, check_split
+from revkit.limits import SEED
 
 Binarization = Literal["dynamic", "fixed"]
 
@@ -39,7 +40,7 @@ class BinarizedMnistParams(DownloadParams):
         description="'dynamic': a fresh Bernoulli draw of the training images at every read (per epoch); "
                     "'fixed': one draw from seed. The test split is always a fixed draw (seed + 1)",
     )
-    seed: int = Field(0, ge=0, description="seed of the fixed draws (training split when fixed, test split always)")
+    seed: int = SEED.field(0, "seed of the fixed draws (training split when fixed, test split always)")
 
 
 def bernoulli_fixed(intensities: Tensor, seed: int) -> Tensor:

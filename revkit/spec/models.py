@@ -142,9 +142,9 @@ class DataSpec(ComponentSpec):
                     "seeded, balanced choice) and mark the others unlabelled (label -1); the test split keeps "
                     "every label; left out: every training label is kept",
     )
-    labels_seed: int = Field(
-        0, ge=0, description="with labels_per_class: seed of the choice of the labelled images (independent "
-                             "of train.seed, so runs with different seeds see the same labels)",
+    labels_seed: int = SEED.field(
+        0, "with labels_per_class: seed of the choice of the labelled images (independent of train.seed, so "
+           "runs with different seeds see the same labels)",
     )
     labelled_only: bool = Field(
         False, description="with labels_per_class: train on the labelled images only (the supervised baseline "
