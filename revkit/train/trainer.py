@@ -35,6 +35,7 @@ Logged names: the first group's loss is ``loss`` and its metrics keep their name
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import time
@@ -390,7 +391,7 @@ class Trainer:
         live weights for a later resume; returns whether there is an average to use."""
         if self.average is None or self._live is not None:
             return False
-        self._live = {"flow": _cloned(self.model.state_dict()), "objective": _cloned(self.objective.state_dict())}
+        self._live = copy.deepcopy({"flow": self.model.state_dict(), "objective": self.objective.state_dict()})
         self.average.copy_to()
         return True
 
@@ -506,10 +507,6 @@ class Trainer:
             set_rng_state(state["rng"])
             if self.dist.rank > 0:  # saved by another number of processes: fresh draws for this rank
                 seed_everything(rank_seed(self.settings.seed + self.step, self.dist.rank))
-
-
-def _cloned(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def _largest_gradient(named: list[tuple[str, Any]]) -> str:
