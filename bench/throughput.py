@@ -56,10 +56,15 @@ def synthetic_loader(info: Any, batch: int, batches: int, seed: int = 0) -> Data
 
 
 def synthetic_trainer(spec_name: str, batch: int, overrides: list[str], batches: int) -> tuple[Trainer, DataLoader]:
-    """The bundled spec ``spec_name`` built as ``revkit run`` builds it (``data.batch_size = batch`` and
+    """The bundled spec ``spec_name`` built as ``revkit run`` builds it (``data.batch_size = batch``, then
     ``overrides`` applied, torch seeded with 0), its trainer initialised on ``batches`` synthetic batches of the
-    data's shape (:func:`synthetic_loader`); the trainer and that loader."""
-    spec = load_spec(resolve_spec(spec_name), overrides=[f"data.batch_size={batch}", *overrides])
+    data's shape (:func:`synthetic_loader`); the trainer and that loader.
+
+    Steps run in float32 unless ``overrides`` set ``train.precision``: a spec that trains in bfloat16 is timed in
+    the same precision as the others, and memory-saving execution (which refuses bfloat16) can be compared with
+    plain execution of the same spec."""
+    spec = load_spec(resolve_spec(spec_name),
+                     overrides=[f"data.batch_size={batch}", "train.precision=float32", *overrides])
     torch.manual_seed(0)
     built = build(spec)
     loader = synthetic_loader(built.info, batch, batches=batches)
