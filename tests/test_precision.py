@@ -36,6 +36,17 @@ def test_bfloat16_runs_linear_layers_in_bfloat16_and_float32_does_not() -> None:
         forward_precision("half", torch.device("cpu"))
 
 
+def test_bfloat16_on_a_gpu_without_bfloat16_arithmetic_is_a_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU older than compute capability 8.0 (a V100, a T4) would fail inside autocast with a RuntimeError."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(SpecError, match=r"Tesla V100 has none: use precision = 'float32'") as caught:
+        forward_precision("bfloat16", torch.device("cuda", 0))
+    assert caught.value.path == "train.precision"
+    forward_precision("float32", torch.device("cuda", 0))  # float32 asks nothing of the GPU
+    forward_precision("bfloat16", torch.device("cpu"))  # and a CPU always has bfloat16 (emulated if need be)
+
+
 def trainer(precision: str) -> tuple[Trainer, list[torch.dtype]]:
     torch.manual_seed(0)
     flow = Flow([AffineCoupling((4,), hidden=32), AffineCoupling((4,), hidden=32, flip=True)], (4,),

@@ -22,6 +22,8 @@ from typing import ContextManager
 
 import torch
 
+from revkit.errors import SpecError
+
 #: ``train.precision`` values and the autocast dtype each asks for (None: no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
 
@@ -31,12 +33,18 @@ def forward_precision(precision: str, device: torch.device) -> ContextManager[ob
 
     Raises:
         ValueError: for a precision not in :data:`PRECISIONS`.
+        SpecError: at ``train.precision``, for bfloat16 on a GPU without bfloat16 arithmetic (compute capability
+            below 8.0), where autocast would fail with a RuntimeError.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision = {precision!r} is not known; allowed: {', '.join(map(repr, PRECISIONS))}")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise SpecError("train.precision", f"precision = '{precision}' needs a GPU with bfloat16 arithmetic (compute "
+                                           f"capability 8.0 or newer); {torch.cuda.get_device_name(device)} has none: "
+                                           "use precision = 'float32' (--set train.precision=float32)")
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
