@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from revkit.blocks import Coupling, MaskKind, Shape
+from revkit.blocks import Coupling, CouplingParams, MaskKind, Shape
 from revkit_splines.params import SplineParams
 from revkit_splines.rational_quadratic import (
     SplineKnots,
@@ -37,21 +37,14 @@ from revkit_splines.rational_quadratic import (
 BLOCK_NAME = "rq_spline_coupling"
 
 
-class RQSplineCouplingParams(SplineParams):
+class RQSplineCouplingParams(CouplingParams, SplineParams):
+    """revkit's coupling keys (``hidden``, ``mask``, ``flip``) and the spline's (``bins``, ``bound``)."""
+
     hidden: int = Field(
         64,
         ge=4,
         description="width of the coupling network's hidden layers (at least 4: narrower ReLU layers die "
         "easily, and then the spline's parameters stop learning)",
-    )
-    mask: MaskKind = Field(
-        "channel",
-        description="'channel': halves of the channels (features); "
-        "'checkerboard': alternating spatial positions (even/odd features)",
-    )
-    flip: bool = Field(
-        False,
-        description="transform the other half (with repeat, the builder alternates it between copies)",
     )
 
 
