@@ -73,3 +73,16 @@ def test_a_fresh_run_refuses_a_folder_that_is_not_empty(finished: Path) -> None:
     with pytest.raises(RevkitError, match="already exists and is not empty"):
         RunFolder(finished).prepare(resume=False)
     assert RunFolder(finished).prepare(resume=True).path == finished
+
+
+def test_resuming_an_averaged_run_without_the_average_says_it_takes_the_live_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "averaged"
+    averaged = load_spec_dict({**TOY, "train": {**TOY["train"], "ema_decay": 0.5}})
+    run_spec(averaged, Path("toy.toml"), out=folder, progress_stream=io.StringIO(), say=lambda _: None)
+    lines: list[str] = []
+    run_spec(load_spec_dict(TOY), Path("toy.toml"), out=folder, resume=True, progress_stream=io.StringIO(),
+             say=lines.append)
+    assert any("this spec asks for none, so the run goes on from the live weights" in line for line in lines)
+    again: list[str] = []
+    run_spec(averaged, Path("toy.toml"), out=folder, resume=True, progress_stream=io.StringIO(), say=again.append)
+    assert not any("live weights" in line for line in again)

@@ -219,6 +219,9 @@ def _train_and_evaluate(spec: Spec, built: Any, train_loader: Any, test_loader: 
         path, state = dist.on_main(resumable_state, folder, spec)
         trainer.load_state_dict(state, source=path)
         say(f"resuming {run_dir} from step {trainer.step} ({path.name})")
+        if "live" in state and trainer.average is None:
+            say("the checkpoint's model is the weight average (train.ema_decay); this spec asks for none, so the "
+                "run goes on from the live weights the average was taken over")
     else:
         say(f"run folder: {run_dir}")
     if dist.is_main:
